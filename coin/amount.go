@@ -25,7 +25,10 @@ func Decompose(amount uint64) []uint64 {
 // subset whenever one exists.
 func Select(amounts []uint64, price uint64) ([]int, error) {
 	order := make([]int, len(amounts))
-	for i := range order {
+	for i, a := range amounts {
+		if a == 0 || a&(a-1) != 0 {
+			return nil, fmt.Errorf("%w: amount %d is not a power of two", ErrMalformed, a)
+		}
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
@@ -43,13 +46,9 @@ func Select(amounts []uint64, price uint64) ([]int, error) {
 		if rest == 0 {
 			break
 		}
-		a := amounts[i]
-		if a == 0 || a&(a-1) != 0 {
-			return nil, fmt.Errorf("%w: amount %d is not a power of two", ErrMalformed, a)
-		}
-		if a <= rest {
+		if a := amounts[i]; a <= rest {
 			picked = append(picked, i)
-			rest -= a
+			rest -= amounts[i]
 		}
 	}
 	if rest != 0 {

@@ -112,3 +112,52 @@ func TestWithdrawSpendVerify(t *testing.T) {
 		t.Fatalf("batch: %v", err)
 	}
 }
+
+// TestSelectExact checks the greedy selector against exhaustive search on
+// every small multiset of power-of-two coins.
+func TestSelectExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		n := r.IntN(8)
+		amounts := make([]uint64, n)
+		for i := range amounts {
+			amounts[i] = 1 << r.IntN(5)
+		}
+		price := uint64(r.IntN(40))
+		possible := false
+		for mask := 0; mask < 1<<n; mask++ {
+			var sum uint64
+			for i := range n {
+				if mask&(1<<i) != 0 {
+					sum += amounts[i]
+				}
+			}
+			possible = possible || sum == price
+		}
+		idx, err := Select(amounts, price)
+		if !possible {
+			if !errors.Is(err, ErrNoExactChange) {
+				t.Fatalf("%v price %d: got %v, want ErrNoExactChange", amounts, price, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v price %d: %v", amounts, price, err)
+		}
+		var sum uint64
+		seen := map[int]bool{}
+		for _, i := range idx {
+			if seen[i] {
+				t.Fatalf("index %d twice", i)
+			}
+			seen[i] = true
+			sum += amounts[i]
+		}
+		if sum != price {
+			t.Fatalf("%v price %d: picked %v summing to %d", amounts, price, idx, sum)
+		}
+	}
+	if _, err := Select([]uint64{3}, 3); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("amount 3: %v", err)
+	}
+}
