@@ -192,3 +192,24 @@ func FuzzBatchDifferential(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeAll checks the shared-inversion encoder against Point.Bytes on
+// random points, small-order points and their sums.
+func TestEncodeAll(t *testing.T) {
+	T := torsion(t)
+	var pts []*edwards25519.Point
+	for i := range 40 {
+		var wide [64]byte
+		binary.BigEndian.PutUint64(wide[:], uint64(i)+1)
+		x, _ := edwards25519.NewScalar().SetUniformBytes(wide[:])
+		p := new(edwards25519.Point).ScalarBaseMult(x)
+		pts = append(pts, p, new(edwards25519.Point).Add(p, T[i%8]), T[i%8])
+	}
+	for n := range len(pts) + 1 {
+		for i, got := range encodeAll(pts[:n]) {
+			if want := pts[i].Bytes(); string(got[:]) != string(want) {
+				t.Fatalf("n=%d point %d: %x, want %x", n, i, got, want)
+			}
+		}
+	}
+}

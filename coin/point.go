@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 )
 
 // Domain tags. Each is ASCII followed by a zero byte, so no tag is a prefix
@@ -109,13 +110,12 @@ func inPrimeOrderSubgroup(p *edwards25519.Point) bool {
 	return q.Equal(identity) == 1
 }
 
-// decodeWitnessed decodes a coin public key given its root: the point q with
-// [8]q = pub. Any [8]q lies in the prime-order subgroup, so this proves pub is
-// of prime order at the cost of one decoding and one encoding instead of a
-// scalar multiplication. Both encodings must be canonical and pub must not be
-// the identity.
-func decodeWitnessed(pub, root *[32]byte) (*edwards25519.Point, error) {
-	if !canonicalEncoding(root[:]) || !canonicalEncoding(pub[:]) {
+// decodeRoot decodes a coin key's root q and returns [8]q, which lies in the
+// prime-order subgroup whatever q is. q must be a canonical encoding and
+// [8]q must not be the identity. The caller must still check that [8]q
+// encodes to the coin key (see decodeWitnessed and encodeAll).
+func decodeRoot(root *[32]byte) (*edwards25519.Point, error) {
+	if !canonicalEncoding(root[:]) {
 		return nil, ErrBadKey
 	}
 	q, err := new(edwards25519.Point).SetBytes(root[:])
@@ -126,10 +126,22 @@ func decodeWitnessed(pub, root *[32]byte) (*edwards25519.Point, error) {
 	if q.Equal(identity) == 1 {
 		return nil, ErrBadKey
 	}
-	if [32]byte(q.Bytes()) != *pub {
+	return q, nil
+}
+
+// decodeWitnessed decodes a coin public key given its root: the point q with
+// [8]q = pub. Any [8]q lies in the prime-order subgroup, so this proves pub is
+// of prime order at the cost of one decoding and one encoding instead of a
+// scalar multiplication.
+func decodeWitnessed(pub, root *[32]byte) (*edwards25519.Point, error) {
+	p, err := decodeRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	if [32]byte(p.Bytes()) != *pub {
 		return nil, ErrBadKey
 	}
-	return q, nil
+	return p, nil
 }
 
 // hashToScalar returns SHA-512(parts...) reduced modulo L.
@@ -152,3 +164,42 @@ func challenge(r, a, msg []byte) *edwards25519.Scalar {
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// encodeAll returns the encodings of points, sharing one field inversion
+// among all of them (Montgomery's trick). The points are public.
+func encodeAll(points []*edwards25519.Point) [][32]byte {
+	n := len(points)
+	out := make([][32]byte, n)
+	if n == 0 {
+		return out
+	}
+	xs := make([]field.Element, n)
+	ys := make([]field.Element, n)
+	prefix := make([]field.Element, n) // prefix[i] = Z_0 · … · Z_i
+	for i, p := range points {
+		X, Y, Z, _ := p.ExtendedCoordinates()
+		xs[i].Set(X)
+		ys[i].Set(Y)
+		if i == 0 {
+			prefix[0].Set(Z)
+		} else {
+			prefix[i].Multiply(&prefix[i-1], Z)
+		}
+	}
+	var inv, zInv field.Element
+	inv.Invert(&prefix[n-1]) // 1 / (Z_0 · … · Z_{n-1})
+	for i := n - 1; i >= 0; i-- {
+		_, _, Z, _ := points[i].ExtendedCoordinates()
+		if i > 0 {
+			zInv.Multiply(&inv, &prefix[i-1])
+			inv.Multiply(&inv, Z)
+		} else {
+			zInv.Set(&inv)
+		}
+		xs[i].Multiply(&xs[i], &zInv)
+		ys[i].Multiply(&ys[i], &zInv)
+		copy(out[i][:], ys[i].Bytes())
+		out[i][31] |= byte(xs[i].IsNegative() << 7)
+	}
+	return out
+}

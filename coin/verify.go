@@ -68,6 +68,19 @@ type checked struct {
 
 // checkCoin applies every rule but the signatures.
 func (v *Verifier) checkCoin(c *Coin, now time.Time, designation [32]byte) (checked, error) {
+	ch, err := v.checkCoinDeferred(c, now, designation)
+	if err != nil {
+		return ch, err
+	}
+	if [32]byte(ch.pubPt.Bytes()) != c.Pub {
+		return ch, fmt.Errorf("%w: coin key", ErrBadKey)
+	}
+	return ch, nil
+}
+
+// checkCoinDeferred applies every rule but the signatures and the match of
+// the coin key's root with the coin key, which the caller must check.
+func (v *Verifier) checkCoinDeferred(c *Coin, now time.Time, designation [32]byte) (checked, error) {
 	var ch checked
 	ks, err := v.Keysets.Lookup(c.KeysetID)
 	if err != nil {
@@ -89,7 +102,7 @@ func (v *Verifier) checkCoin(c *Coin, now time.Time, designation [32]byte) (chec
 	if c.Designated != ([32]byte{}) && c.Designated != designation {
 		return ch, ErrDesignated
 	}
-	pub, err := decodeWitnessed(&c.Pub, &c.Root)
+	pub, err := decodeRoot(&c.Root)
 	if err != nil {
 		return ch, fmt.Errorf("%w: coin key", err)
 	}
@@ -192,16 +205,35 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) error {
 		return &BatchError{Errs: errs}
 	}
 	des := v.myDesignation()
-	b := newBatch(2 * len(items))
-	var good []int
+	checks := make([]checked, len(items))
+	var roots []*edwards25519.Point
+	var rootOf []int
 	var failed bool
 	for i, it := range items {
-		ch, err := v.checkCoin(&it.Spend.Coin, now, des)
+		ch, err := v.checkCoinDeferred(&it.Spend.Coin, now, des)
 		if err != nil {
 			errs[i] = err
 			failed = true
 			continue
 		}
+		checks[i] = ch
+		roots = append(roots, ch.pubPt)
+		rootOf = append(rootOf, i)
+	}
+	// [8]root must encode to the coin key: one shared inversion for all.
+	for j, enc := range encodeAll(roots) {
+		if i := rootOf[j]; enc != items[i].Spend.Pub {
+			errs[i] = fmt.Errorf("%w: coin key", ErrBadKey)
+			failed = true
+		}
+	}
+	b := newBatch(2 * len(items))
+	var good []int
+	for i, it := range items {
+		if errs[i] != nil {
+			continue
+		}
+		ch := checks[i]
 		m, ok1 := prepSig(ch.keyPt, ch.key[:], ch.message, it.Spend.Sig[:])
 		sp, ok2 := prepSig(ch.pubPt, it.Spend.Pub[:], SpendMessage(v.Server, it.Digest), it.Spend.SpendSig[:])
 		if !ok1 || !ok2 {
