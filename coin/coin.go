@@ -118,8 +118,13 @@ func ParseSpend(b []byte) (*Spend, error) {
 
 // SpendMessage returns the message a coin key signs to spend the coin at
 // server for the request with the given digest:
-// tag || len(server) (u16) || server || digest.
+// tag || len(server) (u16) || server || digest. server must be at most
+// [MaxServerIDLen] bytes; SpendMessage panics on a longer one, which
+// [NewSpend] and [Verifier] refuse before they get here.
 func SpendMessage(server []byte, digest [32]byte) []byte {
+	if len(server) > MaxServerIDLen {
+		panic("coin: server ID too long")
+	}
 	b := make([]byte, 0, len(tagSpend)+2+len(server)+32)
 	b = append(b, tagSpend...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(server)))

@@ -75,8 +75,9 @@ var (
 	ErrBadSignature = errors.New("coin: bad signature")
 	// ErrDesignated reports a coin designated to another server.
 	ErrDesignated = errors.New("coin: designated to another server")
-	// ErrAmount reports an amount that is not the denomination of its key,
-	// or that the keyset does not offer.
+	// ErrAmount reports an amount that the keyset does not offer. (A coin
+	// claiming another denomination's amount selects that denomination's
+	// key and fails with ErrBadSignature.)
 	ErrAmount = errors.New("coin: amount does not match denomination")
 	// ErrNoExactChange reports that no subset of the offered coins sums to
 	// the price exactly.

@@ -225,7 +225,6 @@ func ParseKeyset(b []byte, mintKey ed25519.PublicKey) (*Keyset, error) {
 		copy(d.Key[:], r.bytes(32))
 		k.Denominations = append(k.Denominations, d)
 	}
-	encLen := len(b) - len(r.b)
 	copy(k.sig[:], r.bytes(SignatureSize))
 	if r.short {
 		return nil, fmt.Errorf("%w: keyset truncated", ErrMalformed)
@@ -237,9 +236,6 @@ func ParseKeyset(b []byte, mintKey ed25519.PublicKey) (*Keyset, error) {
 	enc, err := k.encodeUnsigned()
 	if err != nil {
 		return nil, err
-	}
-	if string(enc) != string(b[:encLen]) {
-		return nil, fmt.Errorf("%w: keyset not canonical", ErrMalformed)
 	}
 	if err := k.check(enc); err != nil {
 		return nil, err

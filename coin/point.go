@@ -113,7 +113,7 @@ func inPrimeOrderSubgroup(p *edwards25519.Point) bool {
 // decodeRoot decodes a coin key's root q and returns [8]q, which lies in the
 // prime-order subgroup whatever q is. q must be a canonical encoding and
 // [8]q must not be the identity. The caller must still check that [8]q
-// encodes to the coin key (see decodeWitnessed and encodeAll).
+// encodes to the coin key.
 func decodeRoot(root *[32]byte) (*edwards25519.Point, error) {
 	if !canonicalEncoding(root[:]) {
 		return nil, ErrBadKey
@@ -127,21 +127,6 @@ func decodeRoot(root *[32]byte) (*edwards25519.Point, error) {
 		return nil, ErrBadKey
 	}
 	return q, nil
-}
-
-// decodeWitnessed decodes a coin public key given its root: the point q with
-// [8]q = pub. Any [8]q lies in the prime-order subgroup, so this proves pub is
-// of prime order at the cost of one decoding and one encoding instead of a
-// scalar multiplication.
-func decodeWitnessed(pub, root *[32]byte) (*edwards25519.Point, error) {
-	p, err := decodeRoot(root)
-	if err != nil {
-		return nil, err
-	}
-	if [32]byte(p.Bytes()) != *pub {
-		return nil, ErrBadKey
-	}
-	return p, nil
 }
 
 // hashToScalar returns SHA-512(parts...) reduced modulo L.

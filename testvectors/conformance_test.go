@@ -1,0 +1,708 @@
+package testvectors
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hdevalence/ed25519consensus"
+	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/testvectors/internal/vectorgen"
+)
+
+// The runner reads the files the way another implementation would: its own
+// types, unknown fields refused, every value recomputed through package coin.
+
+// hexBytes is a lowercase hex string in JSON.
+type hexBytes []byte
+
+func (h *hexBytes) UnmarshalText(text []byte) error {
+	b, err := hex.DecodeString(string(text))
+	if err != nil {
+		return err
+	}
+	if hex.EncodeToString(b) != string(text) {
+		return fmt.Errorf("hex %q is not lowercase", text)
+	}
+	*h = b
+	return nil
+}
+
+type vectorFile[G any] struct {
+	Algorithm     string            `json:"algorithm"`
+	Schema        string            `json:"schema"`
+	Header        []string          `json:"header"`
+	Notes         map[string]string `json:"notes"`
+	NumberOfTests int               `json:"numberOfTests"`
+	TestGroups    []G               `json:"testGroups"`
+}
+
+type testCase struct {
+	TcID    int      `json:"tcId"`
+	Comment string   `json:"comment"`
+	Flags   []string `json:"flags"`
+	Result  string   `json:"result"`
+}
+
+func (c *testCase) base() *testCase { return c }
+
+type caser interface{ base() *testCase }
+
+// flagErrors maps every flag to the sentinel error of an invalid case that
+// carries it, or to nil for a flag that only describes a case.
+var flagErrors = map[string]error{
+	"Normal": nil, "SingleDenomination": nil, "LargestExponent": nil, "MaxDenominations": nil,
+	"LongestUnit": nil, "EqualWindows": nil, "ExtremeTimes": nil, "Bearer": nil, "Designated": nil,
+	"LongestServerID": nil, "ShortestServerID": nil, "TorsionRoot": nil, "MixedOrderRoot": nil,
+	"AtNotBefore": nil, "LastSecond": nil, "DepositWindow": nil,
+	"TorsionTagged": nil, "TorsionTaggedSpend": nil, "SmallOrderR": nil, "NonCanonicalR": nil,
+
+	"Truncated": coin.ErrMalformed, "TrailingBytes": coin.ErrMalformed, "WrongVersion": coin.ErrMalformed,
+	"BadUnit": coin.ErrMalformed, "WindowsOutOfOrder": coin.ErrMalformed, "NegativeTime": coin.ErrMalformed,
+	"ExponentsNotIncreasing": coin.ErrMalformed, "ExponentTooLarge": coin.ErrMalformed,
+	"NoDenominations": coin.ErrMalformed, "TooManyDenominations": coin.ErrMalformed,
+	"CountMismatch": coin.ErrMalformed, "AmountNotPowerOfTwo": coin.ErrMalformed,
+	"NonCanonicalAnswer": coin.ErrMalformed, "BadClauseBit": coin.ErrMalformed,
+
+	"SmallOrderKey": coin.ErrBadKey, "IdentityKey": coin.ErrBadKey, "MixedOrderKey": coin.ErrBadKey,
+	"NonCanonicalKey": coin.ErrBadKey, "KeyNotOnCurve": coin.ErrBadKey, "RepeatedKey": coin.ErrBadKey,
+	"NonCanonicalMintKey": coin.ErrBadKey, "TorsionCommitment": coin.ErrBadKey,
+	"SmallOrderCommitment": coin.ErrBadKey, "IdentityCommitment": coin.ErrBadKey,
+	"NonCanonicalCommitment": coin.ErrBadKey, "CommitmentNotOnCurve": coin.ErrBadKey,
+	"SmallOrderCoinKey": coin.ErrBadKey, "IdentityCoinKey": coin.ErrBadKey,
+	"MixedOrderCoinKey": coin.ErrBadKey, "NonCanonicalCoinKey": coin.ErrBadKey,
+	"CoinKeyNotOnCurve": coin.ErrBadKey, "NonCanonicalRoot": coin.ErrBadKey,
+	"RootMismatch": coin.ErrBadKey, "RootNotOnCurve": coin.ErrBadKey,
+
+	"UnknownKeyset": coin.ErrUnknownKeyset,
+
+	"BeforeNotBefore": coin.ErrOutsideWindow, "AtSpendUntil": coin.ErrOutsideWindow,
+	"AtDepositUntil": coin.ErrOutsideWindow,
+
+	"ModifiedSignature": coin.ErrBadSignature, "NonCanonicalS": coin.ErrBadSignature,
+	"ModifiedContent": coin.ErrBadSignature, "OtherSigner": coin.ErrBadSignature,
+	"WrongSignedMessage": coin.ErrBadSignature, "AmountMismatch": coin.ErrBadSignature,
+	"ModifiedMessage": coin.ErrBadSignature, "ModifiedAnswer": coin.ErrBadSignature,
+	"WrongClause": coin.ErrBadSignature, "OtherServer": coin.ErrBadSignature,
+	"OtherDigest": coin.ErrBadSignature, "ModifiedSpendSignature": coin.ErrBadSignature,
+	"NonCanonicalSpendS": coin.ErrBadSignature, "WrongSpendKey": coin.ErrBadSignature,
+
+	"AmountNotInKeyset": coin.ErrAmount,
+	"DesignatedToOther": coin.ErrDesignated,
+}
+
+// sentinels are the errors of package coin; every failure wraps exactly one.
+var sentinels = []error{
+	coin.ErrMalformed, coin.ErrBadKey, coin.ErrUnknownKeyset, coin.ErrOutsideWindow,
+	coin.ErrBadSignature, coin.ErrDesignated, coin.ErrAmount, coin.ErrNoExactChange,
+}
+
+func sentinelName(err error) string {
+	for _, n := range []struct {
+		err  error
+		name string
+	}{
+		{coin.ErrMalformed, "ErrMalformed"}, {coin.ErrBadKey, "ErrBadKey"},
+		{coin.ErrUnknownKeyset, "ErrUnknownKeyset"}, {coin.ErrOutsideWindow, "ErrOutsideWindow"},
+		{coin.ErrBadSignature, "ErrBadSignature"}, {coin.ErrDesignated, "ErrDesignated"},
+		{coin.ErrAmount, "ErrAmount"}, {coin.ErrNoExactChange, "ErrNoExactChange"},
+	} {
+		if n.err == err {
+			return "coin." + n.name
+		}
+	}
+	return ""
+}
+
+// runners checks each vector file; every *.json file must have one.
+var runners = map[string]func(t *testing.T, data []byte){
+	"keyset_test.json":       runKeyset,
+	"coin_issue_test.json":   runIssue,
+	"coin_verify_test.json":  runCoinVerify,
+	"spend_verify_test.json": runSpendVerify,
+}
+
+func TestVectors(t *testing.T) {
+	names, err := fs.Glob(Vectors, "*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) == 0 {
+		t.Fatal("no vector files")
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			run, ok := runners[name]
+			if !ok {
+				t.Fatalf("no runner for %s", name)
+			}
+			data, err := fs.ReadFile(Vectors, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, data)
+		})
+	}
+	for name := range runners {
+		if !slices.Contains(names, name) {
+			t.Errorf("%s is missing", name)
+		}
+	}
+}
+
+// decode reads a vector file strictly and checks what every file shares:
+// the test count, unique tcIds, results, flags described in notes and mapped
+// to one sentinel error for each invalid case, and the schema file.
+func decode[G any](t *testing.T, data []byte, tests func(g *G) []caser) *vectorFile[G] {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f vectorFile[G]
+	if err := dec.Decode(&f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Fatalf("data after the vector file: %v", err)
+	}
+	if f.Algorithm == "" || len(f.Header) == 0 || len(f.TestGroups) == 0 {
+		t.Fatal("algorithm, header or testGroups empty")
+	}
+	if _, err := fs.Stat(Vectors, path.Join("schemas", f.Schema)); err != nil || !strings.HasSuffix(f.Schema, "_schema.json") {
+		t.Fatalf("schema %q: %v", f.Schema, err)
+	}
+	n := 0
+	seen := make(map[int]bool)
+	used := make(map[string]bool)
+	for i := range f.TestGroups {
+		for _, tc := range tests(&f.TestGroups[i]) {
+			c := tc.base()
+			n++
+			if c.TcID < 1 || seen[c.TcID] {
+				t.Errorf("tcId %d repeated or out of range", c.TcID)
+			}
+			seen[c.TcID] = true
+			if c.Comment == "" || c.Flags == nil {
+				t.Errorf("tcId %d: no comment or flags", c.TcID)
+			}
+			for _, fl := range c.Flags {
+				used[fl] = true
+				if _, ok := f.Notes[fl]; !ok {
+					t.Errorf("tcId %d: flag %s is not in notes", c.TcID, fl)
+				}
+			}
+			if _, err := want(c); err != nil {
+				t.Errorf("tcId %d: %v", c.TcID, err)
+			}
+		}
+	}
+	if n != f.NumberOfTests {
+		t.Errorf("numberOfTests is %d, file has %d", f.NumberOfTests, n)
+	}
+	for fl, note := range f.Notes {
+		if !used[fl] {
+			t.Errorf("note for unused flag %s", fl)
+		}
+		err, ok := flagErrors[fl]
+		if !ok {
+			t.Errorf("flag %s is unknown to the runner", fl)
+			continue
+		}
+		if name := sentinelName(err); name != "" && !strings.Contains(note, name) ||
+			name == "" && strings.Contains(note, "Error:") {
+			t.Errorf("note of %s disagrees with the runner's error %v: %q", fl, err, note)
+		}
+	}
+	return &f
+}
+
+// want returns the error an invalid case must be refused with, or nil.
+func want(c *testCase) (error, error) {
+	var errs []error
+	for _, fl := range c.Flags {
+		e, ok := flagErrors[fl]
+		if !ok {
+			return nil, fmt.Errorf("unknown flag %s", fl)
+		}
+		if e != nil && !slices.Contains(errs, e) {
+			errs = append(errs, e)
+		}
+	}
+	switch c.Result {
+	case "valid", "acceptable":
+		if len(errs) != 0 {
+			return nil, fmt.Errorf("%s case with error flags %v", c.Result, c.Flags)
+		}
+		if c.Result == "acceptable" && !slices.ContainsFunc(c.Flags, isAcceptableFlag) {
+			return nil, fmt.Errorf("acceptable case without a flag saying why")
+		}
+		return nil, nil
+	case "invalid":
+		if len(errs) != 1 {
+			return nil, fmt.Errorf("flags %v name %d errors, want 1", c.Flags, len(errs))
+		}
+		return errs[0], nil
+	}
+	return nil, fmt.Errorf("result %q", c.Result)
+}
+
+func isAcceptableFlag(fl string) bool {
+	return fl == "TorsionTagged" || fl == "TorsionTaggedSpend" || fl == "SmallOrderR" || fl == "NonCanonicalR"
+}
+
+// check reports whether err is what the case expects: nil, or an error
+// wrapping its one sentinel and no other.
+func check(t *testing.T, c *testCase, err error) {
+	t.Helper()
+	w, _ := want(c)
+	if w == nil {
+		if err != nil {
+			t.Errorf("tcId %d (%s): %v", c.TcID, c.Comment, err)
+		}
+		return
+	}
+	if !errors.Is(err, w) {
+		t.Errorf("tcId %d (%s): got %v, want %v", c.TcID, c.Comment, err, w)
+		return
+	}
+	for _, s := range sentinels {
+		if s != w && errors.Is(err, s) {
+			t.Errorf("tcId %d (%s): %v wraps %v as well as %v", c.TcID, c.Comment, err, s, w)
+		}
+	}
+}
+
+// checkTriple checks a signature with both Ed25519 rules: a valid case
+// passes both, and an acceptable case whose flags name this signature
+// (tagged) passes ZIP-215 only.
+func checkTriple(t *testing.T, c *testCase, what string, tagged bool, pub, msg, sig []byte) {
+	t.Helper()
+	if c.Result == "invalid" {
+		return
+	}
+	zip215 := ed25519consensus.Verify(pub, msg, sig)
+	std := len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
+	if !zip215 {
+		t.Errorf("tcId %d: ed25519consensus refuses the %s", c.TcID, what)
+	}
+	if wantStd := c.Result == "valid" || !tagged; std != wantStd {
+		t.Errorf("tcId %d: crypto/ed25519.Verify on the %s: %v, want %v", c.TcID, what, std, wantStd)
+	}
+}
+
+func eq(t *testing.T, c *testCase, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		t.Errorf("tcId %d: %s is %x, vector has %x", c.TcID, what, got, want)
+	}
+}
+
+// keyset_test.json
+
+type keysetGroup struct {
+	MintKey hexBytes     `json:"mintKey"`
+	Tests   []keysetTest `json:"tests"`
+}
+
+type keysetTest struct {
+	testCase
+	Keyset hexBytes `json:"keyset"`
+	ID     hexBytes `json:"id"`
+}
+
+func runKeyset(t *testing.T, data []byte) {
+	f := decode(t, data, func(g *keysetGroup) []caser { return casers(g.Tests) })
+	for _, g := range f.TestGroups {
+		for i := range g.Tests {
+			tc := &g.Tests[i]
+			c := &tc.testCase
+			ks, err := coin.ParseKeyset(tc.Keyset, ed25519.PublicKey(g.MintKey))
+			check(t, c, err)
+			if (tc.ID != nil) != (c.Result != "invalid") {
+				t.Errorf("tcId %d: id given for an invalid case or missing for a valid one", c.TcID)
+			}
+			if err != nil {
+				continue
+			}
+			id := ks.ID()
+			eq(t, c, "keyset ID", id[:], tc.ID)
+			eq(t, c, "re-encoding", ks.Bytes(), tc.Keyset)
+			sig := tc.Keyset[len(tc.Keyset)-ed25519.SignatureSize:]
+			msg := append([]byte("scrip/v1/keyset-sig\x00"), id[:]...)
+			checkTriple(t, c, "keyset signature", true, g.MintKey, msg, sig)
+		}
+	}
+}
+
+func casers[T any, P interface {
+	*T
+	caser
+}](tests []T) []caser {
+	out := make([]caser, len(tests))
+	for i := range tests {
+		out[i] = P(&tests[i])
+	}
+	return out
+}
+
+// coin_issue_test.json
+
+type issueGroup struct {
+	Keyset       hexBytes    `json:"keyset"`
+	MintKey      hexBytes    `json:"mintKey"`
+	KeysetSecret hexBytes    `json:"keysetSecret"`
+	Tests        []issueTest `json:"tests"`
+}
+
+type issueTest struct {
+	testCase
+	Seed          hexBytes `json:"seed"`
+	Counter       uint64   `json:"counter"`
+	Nonce         hexBytes `json:"nonce"`
+	Amount        uint64   `json:"amount"`
+	KeysetID      hexBytes `json:"keysetId"`
+	PublicKey     hexBytes `json:"publicKey"`
+	Designated    hexBytes `json:"designated"`
+	CoinPub       hexBytes `json:"coinPub"`
+	CoinRoot      hexBytes `json:"coinRoot"`
+	Msg           hexBytes `json:"msg"`
+	Alpha0        hexBytes `json:"alpha0"`
+	Beta0         hexBytes `json:"beta0"`
+	Alpha1        hexBytes `json:"alpha1"`
+	Beta1         hexBytes `json:"beta1"`
+	R0            hexBytes `json:"R0"`
+	R1            hexBytes `json:"R1"`
+	R0Prime       hexBytes `json:"R0prime"`
+	R1Prime       hexBytes `json:"R1prime"`
+	C0            hexBytes `json:"c0"`
+	C1            hexBytes `json:"c1"`
+	ChallengeHash hexBytes `json:"challengeHash"`
+	B             *uint8   `json:"b"`
+	S             hexBytes `json:"s"`
+	Sig           hexBytes `json:"sig"`
+	Coin          hexBytes `json:"coin"`
+}
+
+// challengeStage reports whether the case's fault is in the commitments,
+// which Withdrawal.Challenges refuses.
+func challengeStage(c *testCase) bool {
+	return slices.ContainsFunc(c.Flags, func(fl string) bool { return strings.Contains(fl, "Commitment") })
+}
+
+func runIssue(t *testing.T, data []byte) {
+	f := decode(t, data, func(g *issueGroup) []caser { return casers(g.Tests) })
+	for _, g := range f.TestGroups {
+		mintKey := ed25519.PublicKey(g.MintKey)
+		ks, err := coin.ParseKeyset(g.Keyset, mintKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := coin.ParseKeysetSecret(g.KeysetSecret, mintKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(sec.Keyset().Bytes(), g.Keyset) || !bytes.Equal(sec.Bytes(), g.KeysetSecret) {
+			t.Fatal("keyset secret does not match the group's keyset or its encoding")
+		}
+		for i := range g.Tests {
+			runIssueCase(t, ks, sec, &g.Tests[i])
+		}
+	}
+}
+
+func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *issueTest) {
+	c := &tc.testCase
+	w, err := coin.NewWithdrawal((*[32]byte)(tc.Seed), tc.Counter, ks, tc.Amount, [32]byte(tc.Designated))
+	if err != nil {
+		t.Errorf("tcId %d: NewWithdrawal: %v", c.TcID, err)
+		return
+	}
+	id, nonce := ks.ID(), w.Nonce()
+	key, _ := ks.Key(tc.Amount)
+	tr := w.Transcript()
+	eq(t, c, "keysetId", id[:], tc.KeysetID)
+	eq(t, c, "publicKey", key[:], tc.PublicKey)
+	eq(t, c, "nonce", nonce[:], tc.Nonce)
+	eq(t, c, "msg", tr.Message, tc.Msg)
+	eq(t, c, "coinPub", tr.CoinPub[:], tc.CoinPub)
+	eq(t, c, "coinRoot", tr.CoinRoot[:], tc.CoinRoot)
+	eq(t, c, "alpha0", tr.Alpha0[:], tc.Alpha0)
+	eq(t, c, "beta0", tr.Beta0[:], tc.Beta0)
+	eq(t, c, "alpha1", tr.Alpha1[:], tc.Alpha1)
+	eq(t, c, "beta1", tr.Beta1[:], tc.Beta1)
+	coinPub := ed25519.NewKeyFromSeed(w.CoinKey().Seed()).Public().(ed25519.PublicKey)
+	eq(t, c, "coin key", coinPub, tc.CoinPub)
+
+	signer, err := sec.Signer(tc.Amount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Result == "valid" {
+		r0, r1 := signer.Begin(nonce)
+		eq(t, c, "mint's R0", r0[:], tc.R0)
+		eq(t, c, "mint's R1", r1[:], tc.R1)
+	}
+
+	c0, c1, err := w.Challenges([32]byte(tc.R0), [32]byte(tc.R1))
+	if challengeStage(c) {
+		check(t, c, err)
+		if tc.C0 != nil || tc.S != nil || tc.Sig != nil {
+			t.Errorf("tcId %d: values after the refused commitments", c.TcID)
+		}
+		return
+	}
+	if err != nil {
+		t.Errorf("tcId %d: Challenges: %v", c.TcID, err)
+		return
+	}
+	tr = w.Transcript()
+	h := coin.ChallengeHash(c0, c1)
+	eq(t, c, "c0", c0[:], tc.C0)
+	eq(t, c, "c1", c1[:], tc.C1)
+	eq(t, c, "R0prime", tr.RPrime0[:], tc.R0Prime)
+	eq(t, c, "R1prime", tr.RPrime1[:], tc.R1Prime)
+	eq(t, c, "challengeHash", h[:], tc.ChallengeHash)
+	if tc.B == nil || tc.S == nil {
+		t.Errorf("tcId %d: no answer", c.TcID)
+		return
+	}
+
+	row, err := signer.Finish(nonce, c0, c1)
+	if err != nil {
+		t.Errorf("tcId %d: Signer.Finish: %v", c.TcID, err)
+		return
+	}
+	if !row.Matches(c0, c1) || row.ChallengeHash != h {
+		t.Errorf("tcId %d: row does not match its challenges", c.TcID)
+	}
+	if c.Result == "valid" && (row.B != *tc.B || !bytes.Equal(row.S[:], tc.S)) {
+		t.Errorf("tcId %d: mint answers (%d, %x), vector has (%d, %x)", c.TcID, row.B, row.S, *tc.B, tc.S)
+	}
+
+	cn, err := w.Finish(coin.Answer{B: *tc.B, S: [32]byte(tc.S)})
+	check(t, c, err)
+	if (tc.Sig != nil || tc.Coin != nil) != (c.Result == "valid") {
+		t.Errorf("tcId %d: sig and coin given for an invalid case or missing for a valid one", c.TcID)
+	}
+	if err != nil {
+		return
+	}
+	eq(t, c, "sig", cn.Sig[:], tc.Sig)
+	eq(t, c, "coin", cn.Bytes(), tc.Coin)
+	eq(t, c, "coin message", cn.Message(), tc.Msg)
+	checkTriple(t, c, "coin signature", false, tc.PublicKey, tc.Msg, tc.Sig)
+}
+
+// coin_verify_test.json
+
+type coinVerifyGroup struct {
+	Keyset  hexBytes         `json:"keyset"`
+	MintKey hexBytes         `json:"mintKey"`
+	Server  hexBytes         `json:"server"`
+	Time    int64            `json:"time"`
+	Window  string           `json:"window"`
+	Tests   []coinVerifyTest `json:"tests"`
+}
+
+type coinVerifyTest struct {
+	testCase
+	Coin      hexBytes `json:"coin"`
+	PublicKey hexBytes `json:"publicKey"`
+	Msg       hexBytes `json:"msg"`
+	Sig       hexBytes `json:"sig"`
+}
+
+func parseWindow(t *testing.T, s string) coin.Window {
+	for _, w := range []coin.Window{coin.WindowIssue, coin.WindowSpend, coin.WindowDeposit} {
+		if w.String() == s {
+			return w
+		}
+	}
+	t.Fatalf("window %q", s)
+	return 0
+}
+
+// groupKeyset parses a group's keyset, which must be valid.
+func groupKeyset(t *testing.T, enc, mintKey []byte) (*coin.Keyset, coin.KeysetMap) {
+	t.Helper()
+	ks, err := coin.ParseKeyset(enc, ed25519.PublicKey(mintKey))
+	if err != nil {
+		t.Fatalf("group keyset: %v", err)
+	}
+	m := coin.KeysetMap{}
+	m.Add(ks)
+	return ks, m
+}
+
+// checkMintTriple checks the optional publicKey, msg and sig of a case
+// against the parsed coin (nil if it did not parse), then both Ed25519 rules.
+func checkMintTriple(t *testing.T, c *testCase, ks *coin.Keyset, cn *coin.Coin, pub, msg, sig []byte) {
+	t.Helper()
+	if cn == nil {
+		if pub != nil || msg != nil || sig != nil {
+			t.Errorf("tcId %d: publicKey, msg or sig given for an encoding that does not parse", c.TcID)
+		}
+		return
+	}
+	eq(t, c, "msg", cn.Message(), msg)
+	eq(t, c, "sig", cn.Sig[:], sig)
+	key, ok := ks.Key(cn.Amount)
+	if ok && cn.KeysetID == ks.ID() {
+		eq(t, c, "publicKey", key[:], pub)
+	} else if pub != nil {
+		t.Errorf("tcId %d: publicKey given for a coin of another keyset or amount", c.TcID)
+	}
+	tagged := slices.ContainsFunc(c.Flags, func(fl string) bool {
+		return fl == "TorsionTagged" || fl == "SmallOrderR" || fl == "NonCanonicalR"
+	})
+	checkTriple(t, c, "mint signature", tagged, pub, msg, sig)
+}
+
+func runCoinVerify(t *testing.T, data []byte) {
+	f := decode(t, data, func(g *coinVerifyGroup) []caser { return casers(g.Tests) })
+	for _, g := range f.TestGroups {
+		ks, keysets := groupKeyset(t, g.Keyset, g.MintKey)
+		v := &coin.Verifier{Keysets: keysets, Server: g.Server, Window: parseWindow(t, g.Window)}
+		now := time.Unix(g.Time, 0)
+		for i := range g.Tests {
+			tc := &g.Tests[i]
+			c := &tc.testCase
+			cn, err := coin.ParseCoin(tc.Coin)
+			if err == nil {
+				eq(t, c, "re-encoding", cn.Bytes(), tc.Coin)
+				err = v.VerifyCoin(cn, now)
+			}
+			check(t, c, err)
+			checkMintTriple(t, c, ks, cn, tc.PublicKey, tc.Msg, tc.Sig)
+		}
+	}
+}
+
+// spend_verify_test.json
+
+type spendVerifyGroup struct {
+	Keyset  hexBytes          `json:"keyset"`
+	MintKey hexBytes          `json:"mintKey"`
+	Time    int64             `json:"time"`
+	Window  string            `json:"window"`
+	Tests   []spendVerifyTest `json:"tests"`
+}
+
+type spendVerifyTest struct {
+	testCase
+	Server        hexBytes `json:"server"`
+	Digest        hexBytes `json:"digest"`
+	Spend         hexBytes `json:"spend"`
+	CoinPublicKey hexBytes `json:"coinPublicKey"`
+	SpendMsg      hexBytes `json:"spendMsg"`
+	SpendSig      hexBytes `json:"spendSig"`
+	PublicKey     hexBytes `json:"publicKey"`
+	Msg           hexBytes `json:"msg"`
+	Sig           hexBytes `json:"sig"`
+}
+
+func runSpendVerify(t *testing.T, data []byte) {
+	f := decode(t, data, func(g *spendVerifyGroup) []caser { return casers(g.Tests) })
+	for _, g := range f.TestGroups {
+		ks, keysets := groupKeyset(t, g.Keyset, g.MintKey)
+		window := parseWindow(t, g.Window)
+		now := time.Unix(g.Time, 0)
+		// The spends of the group that parse, by server, for VerifyBatch.
+		batches := make(map[string][]coin.Item)
+		wants := make(map[string][]*testCase)
+		for i := range g.Tests {
+			tc := &g.Tests[i]
+			c := &tc.testCase
+			v := &coin.Verifier{Keysets: keysets, Server: tc.Server, Window: window}
+			digest := [32]byte(tc.Digest)
+			s, err := coin.ParseSpend(tc.Spend)
+			if err == nil {
+				eq(t, c, "re-encoding", s.Bytes(), tc.Spend)
+				err = v.VerifySpend(s, digest, now)
+				batches[string(tc.Server)] = append(batches[string(tc.Server)], coin.Item{Spend: s, Digest: digest})
+				wants[string(tc.Server)] = append(wants[string(tc.Server)], c)
+			}
+			check(t, c, err)
+			var cn *coin.Coin
+			if s != nil {
+				cn = &s.Coin
+				eq(t, c, "coinPublicKey", s.Pub[:], tc.CoinPublicKey)
+				eq(t, c, "spendMsg", coin.SpendMessage(tc.Server, digest), tc.SpendMsg)
+				eq(t, c, "spendSig", s.SpendSig[:], tc.SpendSig)
+				checkTriple(t, c, "spend signature", slices.Contains(c.Flags, "TorsionTaggedSpend"), tc.CoinPublicKey, tc.SpendMsg, tc.SpendSig)
+			} else if tc.CoinPublicKey != nil || tc.SpendMsg != nil || tc.SpendSig != nil {
+				t.Errorf("tcId %d: spend fields given for an encoding that does not parse", c.TcID)
+			}
+			checkMintTriple(t, c, ks, cn, tc.PublicKey, tc.Msg, tc.Sig)
+		}
+		for server, items := range batches {
+			v := &coin.Verifier{Keysets: keysets, Server: []byte(server), Window: window}
+			err := v.VerifyBatch(items, now)
+			var be *coin.BatchError
+			if err != nil && !errors.As(err, &be) {
+				t.Fatalf("VerifyBatch: %v is not a *BatchError", err)
+			}
+			for i, c := range wants[server] {
+				var itemErr error
+				if be != nil {
+					itemErr = be.Errs[i]
+				}
+				check(t, c, itemErr)
+			}
+		}
+	}
+}
+
+// TestVectorsCurrent regenerates the vectors and compares them with the
+// committed files, so that stale vectors fail.
+func TestVectorsCurrent(t *testing.T) {
+	files, err := vectorgen.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := fs.Glob(Vectors, "*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas, _ := fs.Glob(Vectors, "schemas/*.json")
+	committed = append(committed, schemas...)
+	for _, name := range committed {
+		if _, ok := files[name]; !ok {
+			t.Errorf("%s is not made by the generator", name)
+		}
+	}
+	for name, want := range files {
+		got, err := fs.ReadFile(Vectors, name)
+		if err != nil {
+			t.Errorf("%s: %v (run go generate ./testvectors)", name, err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the generator's output (run go generate ./testvectors)", name)
+		}
+	}
+}
+
+// TestDocListsFlags makes sure the package documentation names every flag.
+func TestDocListsFlags(t *testing.T) {
+	src, err := os.ReadFile("testvectors.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fl := range flagErrors {
+		if !regexp.MustCompile(`\b` + fl + `\b`).Match(src) {
+			t.Errorf("package doc does not list flag %s", fl)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+// Package testvectors holds conformance test vectors for scrip's coins,
+// usable by this implementation and any other: Wycheproof-style JSON files
+// that a generator writes from fixed, seeded randomness, each with a JSON
+// Schema.
+//
+// # Files
+//
+//   - keyset_test.json: signed keyset encodings for [coin.ParseKeyset]; the
+//     valid ones with their keyset ID.
+//   - coin_issue_test.json: Clause Blind Schnorr issuance transcripts, every
+//     intermediate value of both sides, for [coin.NewWithdrawal],
+//     [coin.Withdrawal.Challenges] and [coin.Withdrawal.Finish] (and, from
+//     the group's test keyset secret, the mint's [coin.Signer]); invalid
+//     commitments and answers the client must refuse.
+//   - coin_verify_test.json: coin encodings for [coin.ParseCoin] and
+//     [coin.Verifier.VerifyCoin] at a given time and window.
+//   - spend_verify_test.json: spend encodings for [coin.ParseSpend],
+//     [coin.Verifier.VerifySpend] and [coin.Verifier.VerifyBatch].
+//   - schemas/<name>_schema.json: a JSON Schema (draft 2020-12) for each
+//     file, named by the file's "schema" field; every object in it is
+//     closed (additionalProperties false).
+//
+// Each file has the fields algorithm, schema, header (what the file holds
+// and how every value is derived), notes (every flag the file uses, with its
+// meaning), numberOfTests and testGroups. A group holds what its tests share
+// (keys, keyset, time, window) and its tests; each test has tcId (1-based,
+// unique in the file), comment, flags, result and hex fields. Valid cases
+// also pass any RFC 8032 verifier on the (public key, message, signature)
+// triples they carry. SPEC.md at the repository root defines every layout
+// and rule the vectors exercise.
+//
+// # Results and flags
+//
+// A "valid" case must be accepted and an "invalid" one refused with the one
+// sentinel error of package coin that its flags name:
+//
+//   - [coin.ErrMalformed]: Truncated, TrailingBytes, WrongVersion, BadUnit,
+//     WindowsOutOfOrder, NegativeTime, ExponentsNotIncreasing,
+//     ExponentTooLarge, NoDenominations, TooManyDenominations, CountMismatch,
+//     AmountNotPowerOfTwo, NonCanonicalAnswer, BadClauseBit.
+//   - [coin.ErrBadKey]: SmallOrderKey, IdentityKey, MixedOrderKey,
+//     NonCanonicalKey, KeyNotOnCurve, RepeatedKey, NonCanonicalMintKey,
+//     TorsionCommitment, SmallOrderCommitment, IdentityCommitment,
+//     NonCanonicalCommitment, CommitmentNotOnCurve, SmallOrderCoinKey,
+//     IdentityCoinKey, MixedOrderCoinKey, NonCanonicalCoinKey,
+//     CoinKeyNotOnCurve, NonCanonicalRoot, RootMismatch, RootNotOnCurve.
+//   - [coin.ErrUnknownKeyset]: UnknownKeyset.
+//   - [coin.ErrOutsideWindow]: BeforeNotBefore, AtSpendUntil, AtDepositUntil.
+//   - [coin.ErrBadSignature]: ModifiedSignature, NonCanonicalS,
+//     ModifiedContent, OtherSigner, WrongSignedMessage, AmountMismatch,
+//     ModifiedMessage, ModifiedAnswer, WrongClause, OtherServer, OtherDigest,
+//     ModifiedSpendSignature, NonCanonicalSpendS, WrongSpendKey.
+//   - [coin.ErrAmount]: AmountNotInKeyset.
+//   - [coin.ErrDesignated]: DesignatedToOther.
+//
+// Flags of valid cases only describe them: Normal, SingleDenomination,
+// LargestExponent, MaxDenominations, LongestUnit, EqualWindows, ExtremeTimes,
+// Bearer, Designated, LongestServerID, ShortestServerID, TorsionRoot,
+// MixedOrderRoot, AtNotBefore, LastSecond, DepositWindow.
+//
+// An "acceptable" case is accepted by coin's verification rule, ZIP-215
+// Ed25519 (cofactored, as github.com/hdevalence/ed25519consensus implements
+// it), and refused by the cofactorless crypto/ed25519.Verify. Its flag names
+// the signature concerned: TorsionTagged (the mint's signature has a
+// small-order component in R: valid under ZIP-215, refused by the wallet,
+// which checks both rules when it withdraws), SmallOrderR and NonCanonicalR
+// (the mint's signature), TorsionTaggedSpend (the spend signature).
+//
+// # Regenerating
+//
+// Run go generate ./testvectors after changing package coin or the
+// generator (testvectors/internal/vectorgen); the conformance test fails
+// while the committed files differ from what the generator writes.
+package testvectors
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:generate go run ./internal/gen
+
+//go:embed *.json schemas/*.json
+var vectors embed.FS
+
+// Vectors holds the vector files (*.json) and their schemas
+// (schemas/*_schema.json).
+var Vectors fs.FS = vectors
