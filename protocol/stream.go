@@ -1,0 +1,263 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/protocol/pb"
+)
+
+// Every scrip stream carries one frame each way: a pb.Request from the
+// caller, then a pb.Response from the server. Both sides set deadlines on
+// the stream, reserve memory for each frame in the stream's resource scope
+// before allocating it, Reset the stream on every error path, and on
+// success CloseWrite once their frame is sent, then Close.
+
+// Call sends req to peer p on protocol id (a scrip protocol ID) over a new
+// stream of h, and returns the server's response.
+//
+// The stream's deadline is ctx's deadline, or [DefaultCallTimeout] from now
+// if ctx has none; cancelling ctx resets the stream. If the server answers
+// with an error, Call returns the *[Error] decoded by [DecodeError] (its
+// payment schedule verified as signed by p) and no response. Call checks
+// req against the protocol's request cap before opening a stream.
+func Call(ctx context.Context, h host.Host, p peer.ID, id string, req *pb.Request) (*pb.Response, error) {
+	caps, ok := CapsFor(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProtocol, id)
+	}
+	if n := proto.Size(req); n > caps.Request {
+		return nil, fmt.Errorf("%w: request is %d bytes, cap %d", ErrFrameTooLarge, n, caps.Request)
+	}
+	s, err := h.NewStream(ctx, p, libp2pprotocol.ID(id))
+	if err != nil {
+		return nil, fmt.Errorf("protocol: opening %s stream: %w", id, err)
+	}
+	resp, err := roundTrip(ctx, s, req, caps)
+	if err != nil {
+		return nil, err
+	}
+	if err := DecodeError(resp.Error, p); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// roundTrip runs one exchange on s and always closes or resets it.
+func roundTrip(ctx context.Context, s network.Stream, req *pb.Request, caps Caps) (_ *pb.Response, err error) {
+	defer func() {
+		if err != nil {
+			resetFor(s, err)
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(DefaultCallTimeout)
+	}
+	if err := s.SetDeadline(deadline); err != nil {
+		return nil, fmt.Errorf("protocol: setting deadline: %w", err)
+	}
+	if err := WriteMsg(s, req, caps.Request); err != nil {
+		return nil, ctxErr(ctx, fmt.Errorf("protocol: sending request: %w", err))
+	}
+	if err := s.CloseWrite(); err != nil {
+		return nil, ctxErr(ctx, fmt.Errorf("protocol: closing request: %w", err))
+	}
+	resp := new(pb.Response)
+	if err := readStreamMsg(s, resp, caps.Response); err != nil {
+		return nil, ctxErr(ctx, fmt.Errorf("protocol: reading response: %w", err))
+	}
+	s.Close()
+	return resp, nil
+}
+
+// ctxErr adds ctx's error to err if ctx is done, since then the failure is
+// most likely the reset or the deadline that ctx caused. A stream deadline
+// taken from ctx can fire a moment before ctx reports it is done.
+func ctxErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if d, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(d) {
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil {
+		return fmt.Errorf("%w (%w)", err, cerr)
+	}
+	return err
+}
+
+// readStreamMsg reads one frame of at most max bytes from s into m,
+// holding a memory reservation in s's resource scope while the frame is
+// buffered and decoded.
+func readStreamMsg(s network.Stream, m proto.Message, max int) error {
+	b, release, err := readStreamFrame(s, max)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return unmarshal(b, m)
+}
+
+func readStreamFrame(s network.Stream, max int) (b []byte, release func(), err error) {
+	n, err := readFrameLen(s, max)
+	if err != nil {
+		return nil, nil, err
+	}
+	release = func() {}
+	if n > 0 {
+		if err := s.Scope().ReserveMemory(n, network.ReservationPriorityMedium); err != nil {
+			return nil, nil, fmt.Errorf("protocol: reserving %d bytes: %w", n, err)
+		}
+		release = func() { s.Scope().ReleaseMemory(n) }
+	}
+	b, err = readFrameBody(s, n)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return b, release, nil
+}
+
+// resetFor resets s with an error code that says why, where the transport
+// can send one.
+func resetFor(s network.Stream, err error) {
+	switch {
+	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrTruncated), errors.Is(err, ErrMalformed):
+		s.ResetWithError(network.StreamProtocolViolation)
+	case errors.Is(err, network.ErrResourceLimitExceeded):
+		s.ResetWithError(network.StreamResourceLimitExceeded)
+	default:
+		s.Reset()
+	}
+}
+
+// Handler answers one request from peer remote. Returning an error answers
+// with [EncodeError] of it; returning a nil response and nil error answers
+// with an empty success. ctx ends when the exchange's time is up or the
+// base context ends; the stream is reset then.
+type Handler func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error)
+
+// HandlerOption configures [NewStreamHandler].
+type HandlerOption func(*handlerConfig)
+
+type handlerConfig struct {
+	base          context.Context
+	readTimeout   time.Duration
+	handleTimeout time.Duration
+}
+
+// WithReadTimeout sets how long a server waits for the whole request.
+func WithReadTimeout(d time.Duration) HandlerOption {
+	return func(c *handlerConfig) { c.readTimeout = d }
+}
+
+// WithHandleTimeout sets how long one exchange may take in all: reading
+// the request, handling it and writing the response.
+func WithHandleTimeout(d time.Duration) HandlerOption {
+	return func(c *handlerConfig) { c.handleTimeout = d }
+}
+
+// WithBaseContext sets the context every handler's context derives from;
+// when it ends, all exchanges in progress are reset.
+func WithBaseContext(ctx context.Context) HandlerOption {
+	return func(c *handlerConfig) { c.base = ctx }
+}
+
+// NewStreamHandler returns a libp2p stream handler that serves handler on
+// protocol id, a scrip protocol ID; it panics for any other ID. Register it
+// with h.SetStreamHandler(id, ...).
+//
+// For each stream it reads one pb.Request of at most the protocol's request
+// cap, resetting the stream if the frame is over the cap, truncated or not
+// whole within the read timeout. A request that does not decode, has more
+// than [MaxSpends] spends or a spend that is not coin.SpendSize bytes is
+// answered BAD_REQUEST without calling handler. Otherwise it calls handler
+// and writes its response, or INTERNAL if the response is over the cap.
+//
+// Defaults: read timeout [DefaultReadTimeout], handle timeout
+// [DefaultHandleTimeout], base context context.Background().
+func NewStreamHandler(id string, handler Handler, opts ...HandlerOption) network.StreamHandler {
+	caps, ok := CapsFor(id)
+	if !ok {
+		panic(fmt.Sprintf("protocol: NewStreamHandler: %q is not a scrip protocol ID", id))
+	}
+	c := handlerConfig{
+		base:          context.Background(),
+		readTimeout:   DefaultReadTimeout,
+		handleTimeout: DefaultHandleTimeout,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return func(s network.Stream) { serve(s, handler, caps, c) }
+}
+
+func serve(s network.Stream, handler Handler, caps Caps, c handlerConfig) {
+	start := time.Now()
+	ctx, cancel := context.WithDeadline(c.base, start.Add(c.handleTimeout))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	if s.SetReadDeadline(start.Add(min(c.readTimeout, c.handleTimeout))) != nil ||
+		s.SetWriteDeadline(start.Add(c.handleTimeout)) != nil {
+		s.Reset()
+		return
+	}
+	b, release, err := readStreamFrame(s, caps.Request)
+	if err != nil {
+		resetFor(s, err)
+		return
+	}
+	req := new(pb.Request)
+	if proto.Unmarshal(b, req) != nil {
+		err = &Error{Code: pb.Code_BAD_REQUEST, Message: "request does not decode"}
+	}
+	release()
+	var resp *pb.Response
+	if err == nil {
+		err = checkRequest(req)
+	}
+	if err == nil {
+		resp, err = handler(ctx, s.Conn().RemotePeer(), req)
+	}
+	if err != nil {
+		resp = &pb.Response{Error: EncodeError(err)}
+	} else if resp == nil {
+		resp = &pb.Response{}
+	}
+	if proto.Size(resp) > caps.Response {
+		resp = &pb.Response{Error: &pb.Error{Code: pb.Code_INTERNAL}}
+	}
+	if err := WriteMsg(s, resp, caps.Response); err != nil {
+		s.Reset()
+		return
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return
+	}
+	s.Close()
+}
+
+// checkRequest applies the envelope's shape rules.
+func checkRequest(req *pb.Request) error {
+	if len(req.Spends) > MaxSpends {
+		return &Error{Code: pb.Code_BAD_REQUEST, Message: fmt.Sprintf("%d spends, at most %d", len(req.Spends), MaxSpends)}
+	}
+	for i, sp := range req.Spends {
+		if len(sp) != coin.SpendSize {
+			return &Error{Code: pb.Code_BAD_REQUEST, Message: fmt.Sprintf("spend %d is %d bytes, want %d", i, len(sp), coin.SpendSize)}
+		}
+	}
+	return nil
+}
