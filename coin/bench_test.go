@@ -86,7 +86,7 @@ func BenchmarkIssue(b *testing.B) {
 		ws[i], _ = NewWithdrawal(&f.seed, uint64(i), f.ks, 8, [32]byte{})
 		rs[i][0], rs[i][1] = signer.Begin(ws[i].Nonce())
 		cs[i][0], cs[i][1], _ = ws[i].Challenges(rs[i][0], rs[i][1])
-		rows[i], _ = signer.Finish(ws[i].Nonce(), cs[i][0], cs[i][1])
+		rows[i], _ = signer.Finish(t0.Add(time.Hour), ws[i].Nonce(), cs[i][0], cs[i][1])
 	}
 	b.Run("mint", func(b *testing.B) {
 		b.ReportAllocs()
@@ -94,7 +94,7 @@ func BenchmarkIssue(b *testing.B) {
 		for b.Loop() {
 			w := ws[i%n]
 			signer.Begin(w.Nonce())
-			if _, err := signer.Finish(w.Nonce(), cs[i%n][0], cs[i%n][1]); err != nil {
+			if _, err := signer.Finish(t0.Add(time.Hour), w.Nonce(), cs[i%n][0], cs[i%n][1]); err != nil {
 				b.Fatal(err)
 			}
 			i++

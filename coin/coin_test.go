@@ -69,7 +69,7 @@ func (f *fixture) withdraw(t testing.TB, i uint64, amount uint64, designated [32
 	if err != nil {
 		t.Fatal(err)
 	}
-	row, err := signer.Finish(w.Nonce(), c0, c1)
+	row, err := signer.Finish(t0.Add(time.Hour), w.Nonce(), c0, c1)
 	if err != nil {
 		t.Fatal(err)
 	}

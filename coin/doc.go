@@ -16,7 +16,7 @@
 //	nonce := w.Nonce()                       // client → mint: keyset ID, amount, nonce
 //	R0, R1 := signer.Begin(nonce)            // mint → client
 //	c0, c1, err := w.Challenges(R0, R1)      // client → mint
-//	row, err := signer.Finish(nonce, c0, c1) // mint: commit row, then answer
+//	row, err := signer.Finish(now, nonce, c0, c1) // mint: commit row, then answer
 //	c, err := w.Finish(row.Answer())         // client: unblind and check
 //
 // [Signer.Finish] keeps no state. Answering one nonce with two different pairs

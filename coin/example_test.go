@@ -46,7 +46,7 @@ func Example_withdrawSpendVerify() {
 	if err != nil {
 		panic(err)
 	}
-	row, _ := signer.Finish(w.Nonce(), c0, c1)
+	row, _ := signer.Finish(now, w.Nonce(), c0, c1)
 	// (A real mint commits row durably under (row.Key, row.Nonce) here.)
 	c, err := w.Finish(row.Answer())
 	if err != nil {
@@ -107,7 +107,7 @@ func ExampleVerifier_VerifyBatch() {
 		w, _ := coin.NewWithdrawal(&seed, uint64(i), ks, amount, coin.Designation(server))
 		signer, _ := secret.Signer(amount)
 		c0, c1, _ := w.Challenges(signer.Begin(w.Nonce()))
-		row, _ := signer.Finish(w.Nonce(), c0, c1)
+		row, _ := signer.Finish(now, w.Nonce(), c0, c1)
 		c, _ := w.Finish(row.Answer())
 		s, _ := coin.NewSpend(c, w.CoinKey(), server, digest)
 		items = append(items, coin.Item{Spend: s, Digest: digest})

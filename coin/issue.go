@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"time"
 
 	"filippo.io/edwards25519"
 )
@@ -15,6 +16,7 @@ import (
 // key and the client's nonce. See the package documentation for the duties of
 // its caller.
 type Signer struct {
+	keyset   *Keyset
 	keysetID [32]byte
 	amount   uint64
 	pub      [32]byte
@@ -30,7 +32,7 @@ func (s *KeysetSecret) Signer(amount uint64) (*Signer, error) {
 		return nil, fmt.Errorf("%w: no denomination %d", ErrAmount, amount)
 	}
 	pub, _ := s.keyset.Key(amount)
-	return &Signer{keysetID: s.keyset.id, amount: amount, pub: pub, x: x, nonceKey: &s.nonceKey}, nil
+	return &Signer{keyset: s.keyset, keysetID: s.keyset.id, amount: amount, pub: pub, x: x, nonceKey: &s.nonceKey}, nil
 }
 
 // Key returns the denomination's public key.
@@ -98,9 +100,15 @@ func ChallengeHash(c0, c1 [32]byte) [32]byte {
 // exists, it MUST release the stored row's answer if [Row.Matches] accepts
 // the challenges and refuse otherwise, never the answer of this call.
 //
-// The challenges must be canonical scalars; otherwise Finish returns an
-// error wrapping [ErrMalformed].
-func (s *Signer) Finish(nonce, c0, c1 [32]byte) (Row, error) {
+// Finish refuses, with an error wrapping [ErrOutsideWindow], when now is
+// outside the keyset's issue window: rows may be pruned after issue_until,
+// so a replayed nonce must not be answered afresh then. The challenges must
+// be canonical scalars; otherwise Finish returns an error wrapping
+// [ErrMalformed].
+func (s *Signer) Finish(now time.Time, nonce, c0, c1 [32]byte) (Row, error) {
+	if !s.keyset.Open(WindowIssue, now) {
+		return Row{}, fmt.Errorf("%w: issue window", ErrOutsideWindow)
+	}
 	sc0, err0 := edwards25519.NewScalar().SetCanonicalBytes(c0[:])
 	sc1, err1 := edwards25519.NewScalar().SetCanonicalBytes(c1[:])
 	if err0 != nil || err1 != nil {
@@ -148,15 +156,16 @@ type Withdrawal struct {
 	keyPoint   *edwards25519.Point
 	designated [32]byte
 	nonce      [32]byte
+	seed       [32]byte
 	coinKey    ed25519.PrivateKey
 	coinPub    [32]byte
 	root       [32]byte
-	alpha      [2]*edwards25519.Scalar
-	beta       [2]*edwards25519.Scalar
 
 	// Set by Challenges.
+	r      [2][32]byte // the mint's commitments
+	alpha  [2]*edwards25519.Scalar
+	beta   [2]*edwards25519.Scalar
 	rPrime [2][32]byte
-	cPrime [2]*edwards25519.Scalar
 	c      [2][32]byte
 	ready  bool
 }
@@ -174,13 +183,9 @@ func NewWithdrawal(seed *[32]byte, i uint64, ks *Keyset, amount uint64, designat
 		return nil, fmt.Errorf("%w: no denomination %d", ErrAmount, amount)
 	}
 	kp, _ := ks.point(amount)
-	w := &Withdrawal{ks: ks, amount: amount, key: key, keyPoint: kp, designated: designated}
+	w := &Withdrawal{ks: ks, amount: amount, key: key, keyPoint: kp, designated: designated, seed: *seed}
 	w.nonce = Nonce(seed, i)
-	for j := range 2 {
-		w.alpha[j] = hashToScalar([]byte(tagWalletBlind), seed[:], w.nonce[:], []byte{byte(2 * j)})
-		w.beta[j] = hashToScalar([]byte(tagWalletBlind), seed[:], w.nonce[:], []byte{byte(2*j + 1)})
-	}
-	w.coinKey = CoinKey(seed, w.nonce)
+	w.coinKey = CoinKey(seed, w.nonce, key)
 	copy(w.coinPub[:], w.coinKey.Public().(ed25519.PublicKey))
 	w.root = coinRoot(w.coinKey)
 	return w, nil
@@ -227,23 +232,55 @@ func (w *Withdrawal) message() []byte {
 // not canonical encodings of points of prime order (a mint could otherwise
 // tag the coin through a torsion component) with an error wrapping
 // [ErrBadKey].
+//
+// The blinding factors are derived from the seed, the nonce, the
+// denomination key and both commitments, so a mint that answers round one
+// twice with different commitments gets unrelated challenges and cannot link
+// the coin through them. Once Challenges has succeeded, it refuses other
+// commitments with [ErrBadKey] and returns the same challenges for the same
+// ones. A wallet that may retry the second round must persist R0 and R1 (or
+// c0 and c1) and send the same challenges again.
 func (w *Withdrawal) Challenges(r0, r1 [32]byte) (c0, c1 [32]byte, err error) {
-	msg := w.message()
+	if w.ready {
+		if r0 != w.r[0] || r1 != w.r[1] {
+			return c0, c1, fmt.Errorf("%w: the mint changed its commitments", ErrBadKey)
+		}
+		return w.c[0], w.c[1], nil
+	}
+	var rp [2]*edwards25519.Point
 	for j, rb := range [2][32]byte{r0, r1} {
-		rp, err := decodePrimeOrder(rb[:])
+		p, err := decodePrimeOrder(rb[:])
 		if err != nil {
 			return c0, c1, fmt.Errorf("%w: mint commitment R%d", ErrBadKey, j)
 		}
-		// R'_j = R_j + α_j·B + β_j·A
-		t := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(w.beta[j], w.keyPoint, w.alpha[j])
-		t.Add(t, rp)
-		copy(w.rPrime[j][:], t.Bytes())
-		w.cPrime[j] = challenge(w.rPrime[j][:], w.key[:], msg)
-		c := edwards25519.NewScalar().Add(w.cPrime[j], w.beta[j])
-		copy(w.c[j][:], c.Bytes())
+		rp[j] = p
 	}
+	msg := w.message()
+	var alpha, beta [2]*edwards25519.Scalar
+	var rPrime, c [2][32]byte
+	for j := range 2 {
+		alpha[j], beta[j] = blinding(&w.seed, &w.nonce, &w.key, &r0, &r1, j)
+		// R'_j = R_j + α_j·B + β_j·A, in constant time: α and β are what
+		// keeps the coin unlinkable.
+		t := new(edwards25519.Point).ScalarBaseMult(alpha[j])
+		t.Add(t, new(edwards25519.Point).ScalarMult(beta[j], w.keyPoint))
+		t.Add(t, rp[j])
+		copy(rPrime[j][:], t.Bytes())
+		cj := challenge(rPrime[j][:], w.key[:], msg)
+		cj.Add(cj, beta[j])
+		copy(c[j][:], cj.Bytes())
+	}
+	w.r = [2][32]byte{r0, r1}
+	w.alpha, w.beta, w.rPrime, w.c = alpha, beta, rPrime, c
 	w.ready = true
-	return w.c[0], w.c[1], nil
+	return c[0], c[1], nil
+}
+
+// blinding derives the blinding factors of clause j.
+func blinding(seed, nonce, key, r0, r1 *[32]byte, j int) (alpha, beta *edwards25519.Scalar) {
+	alpha = hashToScalar([]byte(tagWalletBlind), seed[:], nonce[:], key[:], r0[:], r1[:], []byte{byte(2 * j)})
+	beta = hashToScalar([]byte(tagWalletBlind), seed[:], nonce[:], key[:], r0[:], r1[:], []byte{byte(2*j + 1)})
+	return
 }
 
 // Finish unblinds the mint's answer into a coin. It keeps the coin only if
@@ -276,13 +313,14 @@ func (w *Withdrawal) Finish(a Answer) (*Coin, error) {
 // its spends. It is a secret of the wallet.
 func (w *Withdrawal) CoinKey() ed25519.PrivateKey { return w.coinKey }
 
-// CoinKey re-derives the private key of the coin withdrawn with nonce from
-// the wallet seed.
-func CoinKey(seed *[32]byte, nonce [32]byte) ed25519.PrivateKey {
+// CoinKey re-derives from the wallet seed the private key of the coin
+// withdrawn with nonce under the denomination key denomKey.
+func CoinKey(seed *[32]byte, nonce, denomKey [32]byte) ed25519.PrivateKey {
 	h := sha256.New()
 	h.Write([]byte(tagWalletCoin))
 	h.Write(seed[:])
 	h.Write(nonce[:])
+	h.Write(denomKey[:])
 	return ed25519.NewKeyFromSeed(h.Sum(nil))
 }
 
@@ -297,14 +335,26 @@ type Transcript struct {
 	Message                      []byte
 }
 
-// Transcript returns the withdrawal's intermediate values. The R' and c
-// fields are zero until [Withdrawal.Challenges] has run.
+// Transcript returns the withdrawal's intermediate values. The blinding
+// factors, R' and c are zero until [Withdrawal.Challenges] has succeeded.
 func (w *Withdrawal) Transcript() Transcript {
 	t := Transcript{RPrime0: w.rPrime[0], RPrime1: w.rPrime[1], C0: w.c[0], C1: w.c[1],
 		CoinPub: w.coinPub, CoinRoot: w.root, Message: w.message()}
-	copy(t.Alpha0[:], w.alpha[0].Bytes())
-	copy(t.Beta0[:], w.beta[0].Bytes())
-	copy(t.Alpha1[:], w.alpha[1].Bytes())
-	copy(t.Beta1[:], w.beta[1].Bytes())
+	if w.ready {
+		copy(t.Alpha0[:], w.alpha[0].Bytes())
+		copy(t.Beta0[:], w.beta[0].Bytes())
+		copy(t.Alpha1[:], w.alpha[1].Bytes())
+		copy(t.Beta1[:], w.beta[1].Bytes())
+	}
 	return t
+}
+
+// Format redacts: a Withdrawal holds the coin key and the blinding factors.
+func (w Withdrawal) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, "coin.Withdrawal{amount: %d, nonce: %x}", w.amount, w.nonce[:4])
+}
+
+// Format redacts: a Signer holds a denomination's secret key.
+func (s Signer) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, "coin.Signer{amount: %d}", s.amount)
 }

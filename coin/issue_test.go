@@ -83,7 +83,7 @@ func TestWithdrawMany(t *testing.T) {
 					errc <- err
 					return
 				}
-				row, err := signer.Finish(wd.Nonce(), c0, c1)
+				row, err := signer.Finish(t0.Add(time.Hour), wd.Nonce(), c0, c1)
 				if err != nil {
 					errc <- err
 					return
@@ -156,7 +156,7 @@ func TestUnlinkable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, _ := signer.Finish(wd.Nonce(), c0, c1)
+		row, _ := signer.Finish(t0.Add(time.Hour), wd.Nonce(), c0, c1)
 		coins[i], err = wd.Finish(row.Answer())
 		if err != nil {
 			t.Fatal(err)
@@ -232,8 +232,8 @@ func TestNonceReuseRevealsKey(t *testing.T) {
 		s, _ := edwards25519.NewScalar().SetUniformBytes(wide[:])
 		copy(c[:], s.Bytes())
 	}
-	row1, _ := signer.Finish(nonce, c0, c1)
-	row2, _ := signer.Finish(nonce, d0, d1) // what the commit rule forbids
+	row1, _ := signer.Finish(t0.Add(time.Hour), nonce, c0, c1)
+	row2, _ := signer.Finish(t0.Add(time.Hour), nonce, d0, d1) // what the commit rule forbids
 	if row1.B != row2.B {
 		t.Fatal("clause bit depends on the challenges")
 	}

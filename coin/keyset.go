@@ -57,8 +57,9 @@ type Keyset struct {
 // Window names one of a keyset's validity windows.
 type Window int
 
+// The windows. The zero Window is none: no time lies inside it.
 const (
-	WindowIssue Window = iota
+	WindowIssue Window = iota + 1
 	WindowSpend
 	WindowDeposit
 )
@@ -169,7 +170,7 @@ func unitChar(c byte) bool {
 // check validates the keys and fills the derived fields.
 func (k *Keyset) check(enc []byte) error {
 	k.enc = enc
-	k.id = sha256.Sum256(append([]byte(tagKeyset), enc...))
+	k.id = keysetID(enc)
 	k.points = make(map[uint64]*edwards25519.Point, len(k.Denominations))
 	k.keys = make(map[uint64][32]byte, len(k.Denominations))
 	if !canonicalEncoding(k.MintKey) {
@@ -189,6 +190,10 @@ func (k *Keyset) check(enc []byte) error {
 		k.keys[d.Amount()] = d.Key
 	}
 	return nil
+}
+
+func keysetID(enc []byte) [32]byte {
+	return sha256.Sum256(append([]byte(tagKeyset), enc...))
 }
 
 func keysetSigMessage(id [32]byte) []byte {
@@ -237,12 +242,18 @@ func ParseKeyset(b []byte, mintKey ed25519.PublicKey) (*Keyset, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The signature before the denomination keys, whose checks cost a
+	// scalar multiplication each.
+	if !canonicalEncoding(k.MintKey) {
+		return nil, fmt.Errorf("%w: mint key", ErrBadKey)
+	}
+	id := keysetID(enc)
+	if !ed25519.PublicKey(mintKey).Equal(k.MintKey) ||
+		!ed25519consensus.Verify(mintKey, keysetSigMessage(id), k.sig[:]) {
+		return nil, fmt.Errorf("%w: keyset signature", ErrBadSignature)
+	}
 	if err := k.check(enc); err != nil {
 		return nil, err
-	}
-	if !ed25519.PublicKey(mintKey).Equal(k.MintKey) ||
-		!ed25519consensus.Verify(mintKey, keysetSigMessage(k.id), k.sig[:]) {
-		return nil, fmt.Errorf("%w: keyset signature", ErrBadSignature)
 	}
 	return k, nil
 }
@@ -308,6 +319,15 @@ func GenerateKeyset(rand io.Reader, mint ed25519.PrivateKey, p KeysetParams) (*K
 
 // Keyset returns the public keyset.
 func (s *KeysetSecret) Keyset() *Keyset { return s.keyset }
+
+// Format redacts: a KeysetSecret holds a mint's private keys.
+func (s KeysetSecret) Format(f fmt.State, verb rune) {
+	id := [32]byte{}
+	if s.keyset != nil {
+		id = s.keyset.id
+	}
+	fmt.Fprintf(f, "coin.KeysetSecret{keyset: %x}", id[:8])
+}
 
 // Bytes encodes the secret for storage by the mint: the signed keyset's
 // length (u16) and bytes, the nonce key, then one 32-byte scalar per

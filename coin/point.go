@@ -18,7 +18,6 @@ const (
 	tagDesignate   = "scrip/v1/designate\x00"
 	tagMintR       = "scrip/v1/mint-r\x00"
 	tagMintB       = "scrip/v1/mint-b\x00"
-	tagMintKey     = "scrip/v1/mint-key\x00"
 	tagWalletNonce = "scrip/v1/wallet-nonce\x00"
 	tagWalletBlind = "scrip/v1/wallet-blind\x00"
 	tagWalletCoin  = "scrip/v1/wallet-coin\x00"

@@ -29,8 +29,26 @@ func (m KeysetMap) Lookup(id [32]byte) (*Keyset, error) {
 	return nil, ErrUnknownKeyset
 }
 
-// Add adds ks to the map.
-func (m KeysetMap) Add(ks *Keyset) { m[ks.ID()] = ks }
+// Add adds ks to the map. It refuses, with an error wrapping [ErrBadKey], a
+// keyset that shares a denomination key with one already in the map: the
+// coin message is blind to the mint, so a key shared between keysets would
+// let a client buy a coin under one and claim the other's amount.
+func (m KeysetMap) Add(ks *Keyset) error {
+	for _, other := range m {
+		if other.ID() == ks.ID() {
+			continue
+		}
+		for _, d := range ks.Denominations {
+			for _, e := range other.Denominations {
+				if d.Key == e.Key {
+					return fmt.Errorf("%w: denomination key shared with another keyset", ErrBadKey)
+				}
+			}
+		}
+	}
+	m[ks.ID()] = ks
+	return nil
+}
 
 var _ Keysets = KeysetMap(nil)
 
@@ -42,8 +60,12 @@ type Verifier struct {
 	// for it, and designated coins must be designated to it.
 	Server []byte
 	// Window is the keyset window the coin must be inside: WindowSpend at a
-	// server, WindowDeposit at the mint.
+	// server, WindowDeposit at the mint. The zero Window admits no coin.
 	Window Window
+	// AnyDesignation accepts coins designated to any server. The mint sets
+	// it for Swap, where a wallet refreshes coins it reserved at a server;
+	// servers leave it false.
+	AnyDesignation bool
 }
 
 // A Verifier holds no mutable state: one may serve concurrent calls.
@@ -74,7 +96,16 @@ func (v *Verifier) checkCoin(c *Coin, now time.Time, designation [32]byte) (chec
 // the coin key's root with the coin key, which the caller must check.
 func (v *Verifier) checkCoinDeferred(c *Coin, now time.Time, designation [32]byte) (checked, error) {
 	var ch checked
+	if c == nil {
+		return ch, fmt.Errorf("%w: nil coin", ErrMalformed)
+	}
+	if v.Keysets == nil {
+		return ch, ErrUnknownKeyset
+	}
 	ks, err := v.Keysets.Lookup(c.KeysetID)
+	if err == nil && ks == nil {
+		err = ErrUnknownKeyset
+	}
 	if err != nil {
 		if errors.Is(err, ErrUnknownKeyset) {
 			return ch, err
@@ -91,7 +122,7 @@ func (v *Verifier) checkCoinDeferred(c *Coin, now time.Time, designation [32]byt
 	if !ok {
 		return ch, fmt.Errorf("%w: %d", ErrAmount, c.Amount)
 	}
-	if c.Designated != ([32]byte{}) && c.Designated != designation {
+	if c.Designated != ([32]byte{}) && c.Designated != designation && !v.AnyDesignation {
 		return ch, ErrDesignated
 	}
 	pub, err := decodeRoot(&c.Root)
@@ -115,6 +146,9 @@ func (v *Verifier) VerifyCoin(c *Coin, now time.Time) error {
 // VerifySpend checks one spend for the request with the given digest at
 // time now.
 func (v *Verifier) VerifySpend(s *Spend, digest [32]byte, now time.Time) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil spend", ErrMalformed)
+	}
 	if len(v.Server) == 0 || len(v.Server) > MaxServerIDLen {
 		return fmt.Errorf("%w: verifier server ID", ErrMalformed)
 	}
@@ -188,6 +222,11 @@ func (e *BatchError) Failed() []int {
 // 128-bit coefficients drawn from crypto/rand, and the terms of all mint
 // signatures under one denomination key merged into one; if the equation
 // fails, every item is checked alone to name the bad ones.
+//
+// VerifyBatch checks each spend on its own merits: the same coin twice in
+// one batch passes twice. Callers must refuse repeated coin keys themselves,
+// and must key spent sets by coin key, never by spend bytes (the root and
+// the spend signature of one coin have several valid encodings).
 func (v *Verifier) VerifyBatch(items []Item, now time.Time) error {
 	errs := make([]error, len(items))
 	if len(v.Server) == 0 || len(v.Server) > MaxServerIDLen {
@@ -202,6 +241,11 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) error {
 	var rootOf []int
 	var failed bool
 	for i, it := range items {
+		if it.Spend == nil {
+			errs[i] = fmt.Errorf("%w: nil spend", ErrMalformed)
+			failed = true
+			continue
+		}
 		ch, err := v.checkCoinDeferred(&it.Spend.Coin, now, des)
 		if err != nil {
 			errs[i] = err

@@ -437,10 +437,6 @@ func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *iss
 	eq(t, c, "msg", tr.Message, tc.Msg)
 	eq(t, c, "coinPub", tr.CoinPub[:], tc.CoinPub)
 	eq(t, c, "coinRoot", tr.CoinRoot[:], tc.CoinRoot)
-	eq(t, c, "alpha0", tr.Alpha0[:], tc.Alpha0)
-	eq(t, c, "beta0", tr.Beta0[:], tc.Beta0)
-	eq(t, c, "alpha1", tr.Alpha1[:], tc.Alpha1)
-	eq(t, c, "beta1", tr.Beta1[:], tc.Beta1)
 	coinPub := ed25519.NewKeyFromSeed(w.CoinKey().Seed()).Public().(ed25519.PublicKey)
 	eq(t, c, "coin key", coinPub, tc.CoinPub)
 
@@ -457,7 +453,7 @@ func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *iss
 	c0, c1, err := w.Challenges([32]byte(tc.R0), [32]byte(tc.R1))
 	if challengeStage(c) {
 		check(t, c, err)
-		if tc.C0 != nil || tc.S != nil || tc.Sig != nil {
+		if tc.C0 != nil || tc.S != nil || tc.Sig != nil || tc.Alpha0 != nil {
 			t.Errorf("tcId %d: values after the refused commitments", c.TcID)
 		}
 		return
@@ -467,6 +463,10 @@ func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *iss
 		return
 	}
 	tr = w.Transcript()
+	eq(t, c, "alpha0", tr.Alpha0[:], tc.Alpha0)
+	eq(t, c, "beta0", tr.Beta0[:], tc.Beta0)
+	eq(t, c, "alpha1", tr.Alpha1[:], tc.Alpha1)
+	eq(t, c, "beta1", tr.Beta1[:], tc.Beta1)
 	h := coin.ChallengeHash(c0, c1)
 	eq(t, c, "c0", c0[:], tc.C0)
 	eq(t, c, "c1", c1[:], tc.C1)
@@ -478,7 +478,7 @@ func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *iss
 		return
 	}
 
-	row, err := signer.Finish(nonce, c0, c1)
+	row, err := signer.Finish(time.Unix(ks.NotBefore, 0), nonce, c0, c1)
 	if err != nil {
 		t.Errorf("tcId %d: Signer.Finish: %v", c.TcID, err)
 		return

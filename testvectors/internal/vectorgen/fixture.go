@@ -3,6 +3,7 @@ package vectorgen
 import (
 	"crypto/ed25519"
 	"fmt"
+	"time"
 
 	"filippo.io/edwards25519"
 	"github.com/scripnet/scrip/coin"
@@ -100,7 +101,7 @@ func (wl *wallet) withdraw(m *mintFixture, amount uint64, designated [32]byte) (
 		return nil, err
 	}
 	signer, _ := m.sec.Signer(amount)
-	if is.row, err = signer.Finish(is.w.Nonce(), is.c0, is.c1); err != nil {
+	if is.row, err = signer.Finish(time.Unix(m.ks.NotBefore, 0), is.w.Nonce(), is.c0, is.c1); err != nil {
 		return nil, err
 	}
 	if is.coin, err = is.w.Finish(is.row.Answer()); err != nil {

@@ -26,10 +26,10 @@ type issueTest struct {
 	CoinPub       hexBytes `json:"coinPub" hex:"32" desc:"the coin's Ed25519 public key"`
 	CoinRoot      hexBytes `json:"coinRoot" hex:"32" desc:"root q of the coin key, [8]q = coinPub"`
 	Msg           hexBytes `json:"msg" desc:"coin message M"`
-	Alpha0        hexBytes `json:"alpha0" hex:"32" desc:"blinding scalar alpha_0"`
-	Beta0         hexBytes `json:"beta0" hex:"32" desc:"blinding scalar beta_0"`
-	Alpha1        hexBytes `json:"alpha1" hex:"32" desc:"blinding scalar alpha_1"`
-	Beta1         hexBytes `json:"beta1" hex:"32" desc:"blinding scalar beta_1"`
+	Alpha0        hexBytes `json:"alpha0,omitempty" hex:"32" desc:"blinding scalar alpha_0"`
+	Beta0         hexBytes `json:"beta0,omitempty" hex:"32" desc:"blinding scalar beta_0"`
+	Alpha1        hexBytes `json:"alpha1,omitempty" hex:"32" desc:"blinding scalar alpha_1"`
+	Beta1         hexBytes `json:"beta1,omitempty" hex:"32" desc:"blinding scalar beta_1"`
 	R0            hexBytes `json:"R0" hex:"32" desc:"mint commitment R_0 as the client receives it"`
 	R1            hexBytes `json:"R1" hex:"32" desc:"mint commitment R_1 as the client receives it"`
 	R0Prime       hexBytes `json:"R0prime,omitempty" hex:"32" desc:"blinded commitment R'_0"`
@@ -54,7 +54,6 @@ func issueCase(c testCase, wl *wallet, m *mintFixture, is *issuance, r0, r1 []by
 		testCase: c, Seed: wl.seed[:], Counter: is.counter, Nonce: nonce[:], Amount: w.Amount(),
 		KeysetID: id[:], PublicKey: m.key(w.Amount()), Designated: des,
 		CoinPub: tr.CoinPub[:], CoinRoot: tr.CoinRoot[:], Msg: tr.Message,
-		Alpha0: tr.Alpha0[:], Beta0: tr.Beta0[:], Alpha1: tr.Alpha1[:], Beta1: tr.Beta1[:],
 		R0: r0, R1: r1,
 	}
 }
@@ -63,6 +62,7 @@ func issueCase(c testCase, wl *wallet, m *mintFixture, is *issuance, r0, r1 []by
 func withChallenges(t issueTest, is *issuance, b uint8, s []byte) issueTest {
 	tr := is.w.Transcript()
 	h := coin.ChallengeHash(tr.C0, tr.C1)
+	t.Alpha0, t.Beta0, t.Alpha1, t.Beta1 = tr.Alpha0[:], tr.Beta0[:], tr.Alpha1[:], tr.Beta1[:]
 	t.R0Prime, t.R1Prime = tr.RPrime0[:], tr.RPrime1[:]
 	t.C0, t.C1, t.ChallengeHash = tr.C0[:], tr.C1[:], h[:]
 	t.B, t.S = &b, s
