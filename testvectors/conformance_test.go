@@ -3,6 +3,7 @@ package testvectors
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hdevalence/ed25519consensus"
 	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/protocol"
 	"github.com/scripnet/scrip/testvectors/internal/vectorgen"
 )
 
@@ -101,12 +103,22 @@ var flagErrors = map[string]error{
 
 	"AmountNotInKeyset": coin.ErrAmount,
 	"DesignatedToOther": coin.ErrDesignated,
+
+	// Package protocol.
+	"SpecExample": nil, "Exact": nil, "RoundUp": nil, "MaxQuote": nil, "WideProduct": nil, "Random": nil,
+	"SinglePeer": nil, "FullRing": nil, "LargeRing": nil, "EdgeIndex": nil, "FirstM": nil, "DuplicatePeer": nil,
+	"EmptyBody": nil, "RandomBody": nil, "OtherProtocol": nil, "EmptyProtocolID": nil, "LengthPrefix": nil,
+	"LongProtocolID": nil,
+
+	"Overflow": protocol.ErrPriceOverflow,
 }
 
-// sentinels are the errors of package coin; every failure wraps exactly one.
+// sentinels are the errors of packages coin and protocol that the vectors
+// name; every failure wraps exactly one.
 var sentinels = []error{
 	coin.ErrMalformed, coin.ErrBadKey, coin.ErrUnknownKeyset, coin.ErrOutsideWindow,
 	coin.ErrBadSignature, coin.ErrDesignated, coin.ErrAmount, coin.ErrNoExactChange,
+	protocol.ErrPriceOverflow,
 }
 
 func sentinelName(err error) string {
@@ -123,15 +135,21 @@ func sentinelName(err error) string {
 			return "coin." + n.name
 		}
 	}
+	if err == protocol.ErrPriceOverflow {
+		return "protocol.ErrPriceOverflow"
+	}
 	return ""
 }
 
 // runners checks each vector file; every *.json file must have one.
 var runners = map[string]func(t *testing.T, data []byte){
-	"keyset_test.json":       runKeyset,
-	"coin_issue_test.json":   runIssue,
-	"coin_verify_test.json":  runCoinVerify,
-	"spend_verify_test.json": runSpendVerify,
+	"keyset_test.json":         runKeyset,
+	"coin_issue_test.json":     runIssue,
+	"coin_verify_test.json":    runCoinVerify,
+	"spend_verify_test.json":   runSpendVerify,
+	"price_test.json":          runPrice,
+	"ring_test.json":           runRing,
+	"request_digest_test.json": runRequestDigest,
 }
 
 func TestVectors(t *testing.T) {
@@ -421,8 +439,47 @@ func runIssue(t *testing.T, data []byte) {
 	}
 }
 
+// issueFields returns the names of the transcript values after R0 and R1
+// that tc gives or lacks (given true: the ones present).
+func issueFields(tc *issueTest, given bool) []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{
+		{"alpha0", tc.Alpha0 != nil}, {"beta0", tc.Beta0 != nil}, {"alpha1", tc.Alpha1 != nil},
+		{"beta1", tc.Beta1 != nil}, {"R0prime", tc.R0Prime != nil}, {"R1prime", tc.R1Prime != nil},
+		{"c0", tc.C0 != nil}, {"c1", tc.C1 != nil}, {"challengeHash", tc.ChallengeHash != nil},
+		{"b", tc.B != nil}, {"s", tc.S != nil}, {"sig", tc.Sig != nil}, {"coin", tc.Coin != nil},
+	} {
+		if f.ok == given {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *issueTest) {
 	c := &tc.testCase
+	// A valid transcript is whole; an invalid one stops at its fault.
+	switch {
+	case c.Result == "valid":
+		missing := issueFields(tc, false)
+		if tc.PublicKey == nil || tc.Msg == nil || tc.R0 == nil || tc.R1 == nil {
+			missing = append(missing, "publicKey, msg, R0 or R1")
+		}
+		if len(missing) != 0 {
+			t.Errorf("tcId %d: valid transcript without %v", c.TcID, missing)
+		}
+	case challengeStage(c):
+		if given := issueFields(tc, true); len(given) != 0 {
+			t.Errorf("tcId %d: %v given after the refused commitments", c.TcID, given)
+		}
+	default:
+		if missing := issueFields(tc, false); !slices.Equal(missing, []string{"sig", "coin"}) {
+			t.Errorf("tcId %d: refused answer lacks %v, want exactly sig and coin", c.TcID, missing)
+		}
+	}
 	w, err := coin.NewWithdrawal((*[32]byte)(tc.Seed), tc.Counter, ks, tc.Amount, [32]byte(tc.Designated))
 	if err != nil {
 		t.Errorf("tcId %d: NewWithdrawal: %v", c.TcID, err)
@@ -453,9 +510,6 @@ func runIssueCase(t *testing.T, ks *coin.Keyset, sec *coin.KeysetSecret, tc *iss
 	c0, c1, err := w.Challenges([32]byte(tc.R0), [32]byte(tc.R1))
 	if challengeStage(c) {
 		check(t, c, err)
-		if tc.C0 != nil || tc.S != nil || tc.Sig != nil || tc.Alpha0 != nil {
-			t.Errorf("tcId %d: values after the refused commitments", c.TcID)
-		}
 		return
 	}
 	if err != nil {
@@ -545,32 +599,101 @@ func groupKeyset(t *testing.T, enc, mintKey []byte) (*coin.Keyset, coin.KeysetMa
 	return ks, m
 }
 
-// checkMintTriple checks the optional publicKey, msg and sig of a case
-// against the parsed coin (nil if it did not parse), then both Ed25519 rules.
-func checkMintTriple(t *testing.T, c *testCase, ks *coin.Keyset, cn *coin.Coin, pub, msg, sig []byte) {
+// coinTag is the domain tag of coin messages; a coin message is the tag
+// followed by the first 104 bytes of the coin encoding, and sig the next 64.
+const coinTag = "scrip/v1/coin\x00"
+
+// coinMsgSize is the length of a coin message.
+const coinMsgSize = len(coinTag) + 32 + 8 + 32 + 32
+
+// tripleSource is the coin part of the triple of a file's first valid case:
+// msg without its tag, then sig (the first 168 bytes of its coin encoding).
+// An encoding that does not parse takes its triple from that coin.
+type tripleSource []byte
+
+// firstValid returns the case with the lowest tcId among the valid ones.
+func firstValid[T any](t *testing.T, groups [][]T, base func(*T) *testCase) *T {
 	t.Helper()
-	if cn == nil {
-		if pub != nil || msg != nil || sig != nil {
-			t.Errorf("tcId %d: publicKey, msg or sig given for an encoding that does not parse", c.TcID)
+	var first *T
+	for _, g := range groups {
+		for i := range g {
+			c := base(&g[i])
+			if c.Result == "valid" && (first == nil || c.TcID < base(first).TcID) {
+				first = &g[i]
+			}
 		}
+	}
+	if first == nil {
+		t.Fatal("no valid case")
+	}
+	return first
+}
+
+func sourceOf(msg, sig []byte) tripleSource {
+	if len(msg) != coinMsgSize {
+		return nil
+	}
+	return tripleSource(slices.Concat(msg[len(coinTag):], sig))
+}
+
+// bothVerify reports whether sig passes both the cofactorless
+// crypto/ed25519.Verify and ZIP-215.
+func bothVerify(pub, msg, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig) && ed25519consensus.Verify(pub, msg, sig)
+}
+
+// checkMintTriple checks the triple (publicKey, msg, sig) that every case
+// carries, by the rule of the file's header. enc is the case's coin encoding
+// (the coin part of a spend), cn the parsed coin or nil when the encoding
+// does not parse, and src the triple source of the file's first valid case.
+func checkMintTriple(t *testing.T, c *testCase, ks *coin.Keyset, enc []byte, cn *coin.Coin, src tripleSource, pub, msg, sig []byte) {
+	t.Helper()
+	if len(pub) != 32 || len(sig) != 64 || len(msg) != coinMsgSize || !bytes.HasPrefix(msg, []byte(coinTag)) {
+		t.Errorf("tcId %d: publicKey, msg or sig missing or malformed", c.TcID)
 		return
 	}
-	eq(t, c, "msg", cn.Message(), msg)
-	eq(t, c, "sig", cn.Sig[:], sig)
-	key, ok := ks.Key(cn.Amount)
-	if ok && cn.KeysetID == ks.ID() {
+	// The coin of the triple: the parsed one, or the first valid case's.
+	body := sourceOf(msg, sig)
+	if cn != nil {
+		eq(t, c, "msg", cn.Message(), msg)
+		eq(t, c, "sig", cn.Sig[:], sig)
+	} else {
+		eq(t, c, "msg || sig of an encoding that does not parse, against the first valid case's", body, src)
+		// It agrees with the encoding on every byte but the amount.
+		for i := range min(len(enc), len(body)) {
+			if (i < 32 || i >= 40) && enc[i] != body[i] {
+				t.Errorf("tcId %d: msg || sig differs from the encoding at byte %d", c.TcID, i)
+				break
+			}
+		}
+	}
+	var id [32]byte
+	copy(id[:], body[:32])
+	amount := binary.BigEndian.Uint64(body[32:40])
+	if key, ok := ks.Key(amount); ok && id == ks.ID() {
 		eq(t, c, "publicKey", key[:], pub)
-	} else if pub != nil {
-		t.Errorf("tcId %d: publicKey given for a coin of another keyset or amount", c.TcID)
+	} else if !bothVerify(pub, msg, sig) {
+		// The group's keyset has no key for the coin: publicKey is the key
+		// that signed it.
+		t.Errorf("tcId %d: the triple of a coin without a key in the group's keyset does not verify", c.TcID)
 	}
 	tagged := slices.ContainsFunc(c.Flags, func(fl string) bool {
 		return fl == "TorsionTagged" || fl == "SmallOrderR" || fl == "NonCanonicalR"
 	})
+	if w, _ := want(c); c.Result == "invalid" && w != coin.ErrBadSignature && !bothVerify(pub, msg, sig) {
+		t.Errorf("tcId %d: the triple of a case refused with %v does not verify", c.TcID, w)
+	}
 	checkTriple(t, c, "mint signature", tagged, pub, msg, sig)
 }
 
 func runCoinVerify(t *testing.T, data []byte) {
 	f := decode(t, data, func(g *coinVerifyGroup) []caser { return casers(g.Tests) })
+	var groups [][]coinVerifyTest
+	for _, g := range f.TestGroups {
+		groups = append(groups, g.Tests)
+	}
+	first := firstValid(t, groups, func(tc *coinVerifyTest) *testCase { return &tc.testCase })
+	src := sourceOf(first.Msg, first.Sig)
 	for _, g := range f.TestGroups {
 		ks, keysets := groupKeyset(t, g.Keyset, g.MintKey)
 		v := &coin.Verifier{Keysets: keysets, Server: g.Server, Window: parseWindow(t, g.Window)}
@@ -584,7 +707,7 @@ func runCoinVerify(t *testing.T, data []byte) {
 				err = v.VerifyCoin(cn, now)
 			}
 			check(t, c, err)
-			checkMintTriple(t, c, ks, cn, tc.PublicKey, tc.Msg, tc.Sig)
+			checkMintTriple(t, c, ks, tc.Coin, cn, src, tc.PublicKey, tc.Msg, tc.Sig)
 		}
 	}
 }
@@ -614,6 +737,12 @@ type spendVerifyTest struct {
 
 func runSpendVerify(t *testing.T, data []byte) {
 	f := decode(t, data, func(g *spendVerifyGroup) []caser { return casers(g.Tests) })
+	var groups [][]spendVerifyTest
+	for _, g := range f.TestGroups {
+		groups = append(groups, g.Tests)
+	}
+	first := firstValid(t, groups, func(tc *spendVerifyTest) *testCase { return &tc.testCase })
+	src := sourceOf(first.Msg, first.Sig)
 	for _, g := range f.TestGroups {
 		ks, keysets := groupKeyset(t, g.Keyset, g.MintKey)
 		window := parseWindow(t, g.Window)
@@ -634,17 +763,30 @@ func runSpendVerify(t *testing.T, data []byte) {
 				wants[string(tc.Server)] = append(wants[string(tc.Server)], c)
 			}
 			check(t, c, err)
+
+			// The spend triple: the parsed spend's, or for an encoding
+			// that does not parse, the first valid case's spend, made for
+			// this case's server and digest.
+			eq(t, c, "spendMsg", coin.SpendMessage(tc.Server, digest), tc.SpendMsg)
 			var cn *coin.Coin
 			if s != nil {
 				cn = &s.Coin
 				eq(t, c, "coinPublicKey", s.Pub[:], tc.CoinPublicKey)
-				eq(t, c, "spendMsg", coin.SpendMessage(tc.Server, digest), tc.SpendMsg)
 				eq(t, c, "spendSig", s.SpendSig[:], tc.SpendSig)
 				checkTriple(t, c, "spend signature", slices.Contains(c.Flags, "TorsionTaggedSpend"), tc.CoinPublicKey, tc.SpendMsg, tc.SpendSig)
-			} else if tc.CoinPublicKey != nil || tc.SpendMsg != nil || tc.SpendSig != nil {
-				t.Errorf("tcId %d: spend fields given for an encoding that does not parse", c.TcID)
+			} else {
+				eq(t, c, "coinPublicKey of an encoding that does not parse, against the first valid case's", tc.CoinPublicKey, first.CoinPublicKey)
+				eq(t, c, "spendSig of an encoding that does not parse, against the first valid case's", tc.SpendSig, first.SpendSig)
+				if len(tc.Spend) > coin.CoinSize {
+					n := min(len(tc.Spend)-coin.CoinSize, len(tc.SpendSig))
+					eq(t, c, "spendSig bytes present in the encoding", tc.SpendSig[:n], tc.Spend[coin.CoinSize:coin.CoinSize+n])
+				}
+				if !bothVerify(tc.CoinPublicKey, tc.SpendMsg, tc.SpendSig) {
+					t.Errorf("tcId %d: the spend triple of an encoding that does not parse does not verify", c.TcID)
+				}
 			}
-			checkMintTriple(t, c, ks, cn, tc.PublicKey, tc.Msg, tc.Sig)
+			enc := tc.Spend[:min(len(tc.Spend), coin.CoinSize)]
+			checkMintTriple(t, c, ks, enc, cn, src, tc.PublicKey, tc.Msg, tc.Sig)
 		}
 		for server, items := range batches {
 			v := &coin.Verifier{Keysets: keysets, Server: []byte(server), Window: window}

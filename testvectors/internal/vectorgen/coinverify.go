@@ -3,6 +3,7 @@ package vectorgen
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"filippo.io/edwards25519"
@@ -21,36 +22,51 @@ type coinVerifyGroup struct {
 type coinVerifyTest struct {
 	testCase
 	Coin      hexBytes `json:"coin" desc:"coin encoding: keysetId (32) || u64 amount || coinPub (32) || designated (32) || sig (64) || root (32)"`
-	PublicKey hexBytes `json:"publicKey,omitempty" hex:"32" desc:"the denomination key the verifier checks sig with; given when the coin parses, names the group's keyset and an amount it offers"`
-	Msg       hexBytes `json:"msg,omitempty" desc:"the coin message of the parsed coin; given when the coin parses"`
-	Sig       hexBytes `json:"sig,omitempty" hex:"64" desc:"the mint signature of the parsed coin; given when the coin parses"`
+	PublicKey hexBytes `json:"publicKey" hex:"32" desc:"denomination key of the triple (publicKey, msg, sig), given in every case: the key of the coin's amount in the group's keyset, which the verifier checks sig with; where that keyset has no key for the coin (UnknownKeyset, AmountNotInKeyset), the key that made sig. For an encoding that does not parse, the key of the coin it was derived from (see header)"`
+	Msg       hexBytes `json:"msg" desc:"the coin message of the coin, given in every case: \"scrip/v1/coin\\x00\" || keysetId || u64 amount || coinPub || designated; for an encoding that does not parse, that of the coin it was derived from (see header)"`
+	Sig       hexBytes `json:"sig" hex:"64" desc:"the mint signature field of the coin, given in every case; for an encoding that does not parse, that of the coin it was derived from (see header)"`
 }
 
-// mintTriple returns the denomination key, message and signature of the
-// coin encoded in enc, by the rule the schema describes.
-func mintTriple(m *mintFixture, enc []byte) (pub, msg, sig hexBytes) {
-	c, err := coin.ParseCoin(enc)
-	if err != nil {
-		return nil, nil, nil
-	}
+// tripleHeader states, in the coin and spend files, which coin and key the
+// triple (publicKey, msg, sig) of a case is taken from.
+var tripleHeader = []string{
+	"Every case carries the triple (publicKey, msg, sig). Its coin is the parsed coin or, for an encoding that does not parse (Truncated, TrailingBytes, AmountNotPowerOfTwo), the valid coin the encoding was cut from, extended or altered from: the first valid case of the file. msg is that coin's message \"scrip/v1/coin\\x00\" || keysetId || u64 amount || coinPub || designated, and sig its signature field.",
+	"publicKey is the key of the coin's amount in the group's keyset when the coin names that keyset and the keyset offers that amount: the key the verifier checks sig with. Otherwise (UnknownKeyset, AmountNotInKeyset) it is the denomination key that made sig; for a coin of another keyset, the key of its amount there.",
+	"So msg and sig agree with the encoding on every byte both hold but the amount field, and the triple passes both RFC 8032 (cofactorless, as crypto/ed25519.Verify) and ZIP-215 in every valid case and every invalid case whose error is not coin.ErrBadSignature; acceptable cases flagged TorsionTagged, SmallOrderR or NonCanonicalR pass ZIP-215 only.",
+}
+
+// mintTriple returns the triple of coin c by the rule of tripleHeader:
+// signer is the key that made c.Sig, used when the group's keyset has no key
+// for c.
+func mintTriple(m *mintFixture, c *coin.Coin, signer []byte) (pub, msg, sig hexBytes) {
 	if k, ok := m.ks.Key(c.Amount); ok && c.KeysetID == m.ks.ID() {
 		pub = k[:]
+	} else if pub = signer; pub == nil {
+		panic(fmt.Sprintf("vectorgen: no key for the coin of amount %d under keyset %x", c.Amount, c.KeysetID))
 	}
 	return pub, c.Message(), c.Sig[:]
 }
 
-func coinTest(c testCase, m *mintFixture, enc []byte) coinVerifyTest {
-	pub, msg, sig := mintTriple(m, enc)
+// coinTest returns the case of encoding enc, derived from coin src, which
+// signer signed.
+func coinTest(c testCase, m *mintFixture, enc []byte, src *coin.Coin, signer []byte) coinVerifyTest {
+	cn, err := coin.ParseCoin(enc)
+	if err != nil {
+		cn = src
+	}
+	pub, msg, sig := mintTriple(m, cn, signer)
 	return coinVerifyTest{testCase: c, Coin: enc, PublicKey: pub, Msg: msg, Sig: sig}
 }
 
 // coinFault is a coin that fails one rule of the verifier, with the secret
-// scalar of its coin key when there is one (nil otherwise).
+// scalar of its coin key when there is one (nil otherwise) and, when the
+// group's keyset has no key for it, the denomination key that signed it.
 type coinFault struct {
 	comment string
 	flag    string
 	coin    *coin.Coin
 	key     *edwards25519.Scalar
+	signer  []byte
 }
 
 // coinFaults returns the coin faults shared by the coin and spend files.
@@ -60,9 +76,10 @@ func coinFaults(g *rng, m, other *mintFixture, wl *wallet, base *coin.Coin, base
 	tor := torsion()
 	var out []coinFault
 	var key *edwards25519.Scalar // the coin key of the coin being added
+	var signer []byte            // the key that signed it, if the group's keyset has none for it
 	add := func(comment, flag string, c *coin.Coin) {
-		out = append(out, coinFault{comment, flag, c, key})
-		key = nil
+		out = append(out, coinFault{comment, flag, c, key, signer})
+		key, signer = nil, nil
 	}
 	mod := func(f func(c *coin.Coin)) *coin.Coin {
 		c := *base
@@ -80,12 +97,13 @@ func coinFaults(g *rng, m, other *mintFixture, wl *wallet, base *coin.Coin, base
 	if err != nil {
 		return nil, err
 	}
-	key = edScalar(is.key)
+	key, signer = edScalar(is.key), other.key(1)
 	add("coin of another keyset of the same mint", "UnknownKeyset", is.coin)
 	add("keyset ID with bit 0 flipped, validly signed", "UnknownKeyset", func() *coin.Coin {
 		c := fresh(1, [32]byte{})
 		c.KeysetID[0] ^= 1
 		m.sign(g, c, 1, nil)
+		signer = m.key(1)
 		return c
 	}())
 
@@ -108,12 +126,14 @@ func coinFaults(g *rng, m, other *mintFixture, wl *wallet, base *coin.Coin, base
 		c := fresh(8, [32]byte{})
 		c.Amount = 16
 		m.sign(g, c, 8, nil)
+		signer = m.key(8)
 		return c
 	}())
 	add("amount 2^62, which the keyset does not offer, signed by the key of 1", "AmountNotInKeyset", func() *coin.Coin {
 		c := fresh(1, [32]byte{})
 		c.Amount = 1 << 62
 		m.sign(g, c, 1, nil)
+		signer = m.key(1)
 		return c
 	}())
 	if is, err = wl.withdraw(m, 2, coin.Designation(otherServer)); err != nil {
@@ -176,10 +196,13 @@ func coinVerifyFile() (*file, error) {
 		return coinVerifyGroup{Keyset: ks.Bytes(), MintKey: hexBytes(m.pub), Server: server, Time: t.Unix(), Window: w.String()}
 	}
 	inside := group(t0.Add(day), coin.WindowSpend)
-	add := func(c testCase, cn *coin.Coin) { inside.Tests = append(inside.Tests, coinTest(c, m, cn.Bytes())) }
-	addRaw := func(c testCase, enc []byte) { inside.Tests = append(inside.Tests, coinTest(c, m, enc)) }
-
+	add := func(c testCase, cn *coin.Coin) {
+		inside.Tests = append(inside.Tests, coinTest(c, m, cn.Bytes(), cn, nil))
+	}
 	var base *coin.Coin
+	// addRaw adds an encoding derived from base that does not parse.
+	addRaw := func(c testCase, enc []byte) { inside.Tests = append(inside.Tests, coinTest(c, m, enc, base, nil)) }
+
 	for _, amount := range []uint64{1, 2, 4, 8, 1 << 63} {
 		is, err := wl.withdraw(m, amount, [32]byte{})
 		if err != nil {
@@ -241,13 +264,13 @@ func coinVerifyFile() (*file, error) {
 		return nil, err
 	}
 	for _, f := range faults {
-		add(b.invalid(f.comment, f.flag), f.coin)
+		inside.Tests = append(inside.Tests, coinTest(b.invalid(f.comment, f.flag), m, f.coin.Bytes(), f.coin, f.signer))
 	}
 
 	groups := []coinVerifyGroup{inside}
 	window := func(t time.Time, w coin.Window, c testCase) {
 		grp := group(t, w)
-		grp.Tests = []coinVerifyTest{coinTest(c, m, enc)}
+		grp.Tests = []coinVerifyTest{coinTest(c, m, enc, base, nil)}
 		groups = append(groups, grp)
 	}
 	nb, su, du := time.Unix(ks.NotBefore, 0), time.Unix(ks.SpendUntil, 0), time.Unix(ks.DepositUntil, 0)
@@ -261,13 +284,13 @@ func coinVerifyFile() (*file, error) {
 	return &file{
 		name:      "coin_verify",
 		algorithm: "scrip/v1 coin verification",
-		header: []string{
+		header: slices.Concat(coinHeader, []string{
 			"Coins checked by coin.Verifier{Keysets: the group's keyset, Server: server, Window: window}.VerifyCoin(coin.ParseCoin(coin), time).",
 			"msg = \"scrip/v1/coin\\x00\" || keysetId || u64 amount || coinPub || designated; designated is zero or SHA-256(\"scrip/v1/designate\\x00\" || server).",
-			"Valid cases pass any RFC 8032 verifier on (publicKey, msg, sig); acceptable ones pass the cofactored ZIP-215 rule that coin applies and fail the cofactorless one.",
+		}, tripleHeader, []string{
 			"Specification: SPEC.md §4 (coins) and §6 (verification rule, in the order errors are reported).",
 			"The coin key must be canonical, of prime order and proven so by its root q: root canonical, [8]q = coinPub, coinPub not the identity.",
-		},
+		}),
 		groups: groups,
 		b:      b,
 	}, nil

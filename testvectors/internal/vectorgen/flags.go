@@ -49,11 +49,11 @@ var flagNotes = map[string]string{
 	"KeyNotOnCurve":          "A denomination key is not a curve point. Error: coin.ErrBadKey.",
 	"RepeatedKey":            "Two denominations share a key. Error: coin.ErrBadKey.",
 	"NonCanonicalMintKey":    "The mint key inside the keyset is a non-canonical encoding. Error: coin.ErrBadKey.",
-	"TorsionCommitment":      "A mint commitment R_j is a valid commitment plus a point of small order, which could tag the coin. Error: coin.ErrBadKey.",
-	"SmallOrderCommitment":   "A mint commitment is a point of small order. Error: coin.ErrBadKey.",
-	"IdentityCommitment":     "A mint commitment is the identity. Error: coin.ErrBadKey.",
-	"NonCanonicalCommitment": "A mint commitment is a non-canonical encoding. Error: coin.ErrBadKey.",
-	"CommitmentNotOnCurve":   "A mint commitment is not a curve point. Error: coin.ErrBadKey.",
+	"TorsionCommitment":      "A mint commitment R_j is a valid commitment plus a point of small order, which could tag the coin. The client refuses it before deriving the blinding factors, which depend on R0 and R1, so the case has no values after R0 and R1. Error: coin.ErrBadKey.",
+	"SmallOrderCommitment":   "A mint commitment is a point of small order. The client refuses it before deriving the blinding factors, which depend on R0 and R1, so the case has no values after R0 and R1. Error: coin.ErrBadKey.",
+	"IdentityCommitment":     "A mint commitment is the identity. The client refuses it before deriving the blinding factors, which depend on R0 and R1, so the case has no values after R0 and R1. Error: coin.ErrBadKey.",
+	"NonCanonicalCommitment": "A mint commitment is a non-canonical encoding. The client refuses it before deriving the blinding factors, which depend on R0 and R1, so the case has no values after R0 and R1. Error: coin.ErrBadKey.",
+	"CommitmentNotOnCurve":   "A mint commitment is not a curve point. The client refuses it before deriving the blinding factors, which depend on R0 and R1, so the case has no values after R0 and R1. Error: coin.ErrBadKey.",
 	"SmallOrderCoinKey":      "The coin key is a point of small order; the mint signs blindly, so it cannot refuse such a coin, and under such a key a spend signature of the identity and S = 0 passes ZIP-215 for any message. Error: coin.ErrBadKey.",
 	"IdentityCoinKey":        "The coin key is the identity. Error: coin.ErrBadKey.",
 	"MixedOrderCoinKey":      "The coin key has a small-order component, so no root proves it. Error: coin.ErrBadKey.",
@@ -92,4 +92,31 @@ var flagNotes = map[string]string{
 
 	// ErrDesignated.
 	"DesignatedToOther": "The coin is designated to another server. Error: coin.ErrDesignated.",
+
+	// protocol: price quotes (valid cases).
+	"SpecExample": "An example given in protocol/SPEC-protocol.md.",
+	"Exact":       "Every term is a whole number: nothing is rounded.",
+	"RoundUp":     "At least one term has a remainder and is rounded up on its own.",
+	"MaxQuote":    "The quote is 2^64 − 1, the largest.",
+	"WideProduct": "A product of the case exceeds 2^64 − 1: it must be formed in more bits (up to 192 for the storage term) without overflow or rounding.",
+	"Random":      "Rates and usage drawn from the seeded generator.",
+
+	// protocol: price quotes (invalid cases).
+	"Overflow": "A term or the sum exceeds 2^64 − 1, so the call cannot be priced. Error: protocol.ErrPriceOverflow.",
+
+	// protocol: the permuted ring.
+	"SinglePeer":    "A ring of one server.",
+	"FullRing":      "At most 100 servers: the case lists the whole ring.",
+	"LargeRing":     "More than 100 servers: the case lists the first 20 of the ring; ringDigest covers all of it.",
+	"EdgeIndex":     "The storage index is all zero or all 0xff bytes.",
+	"FirstM":        "The case gives m and the first m servers of the ring (protocol.FirstM); all of the ring when m exceeds the number of servers.",
+	"DuplicatePeer": "A server is listed more than once and appears on the ring that many times, its copies adjacent.",
+
+	// protocol: request digests.
+	"EmptyBody":       "The request body is empty.",
+	"RandomBody":      "The body is drawn from the seeded generator.",
+	"OtherProtocol":   "A body of another case under another protocol ID: the digest differs.",
+	"EmptyProtocolID": "The protocol ID is empty (length 00 00).",
+	"LengthPrefix":    "protocolId || body equals that of another case; only the length prefix tells the two apart.",
+	"LongProtocolID":  "A protocol ID of 255 bytes or more, so that both bytes of its u16 length matter.",
 }

@@ -2,6 +2,7 @@ package vectorgen
 
 import (
 	"fmt"
+	"slices"
 
 	"filippo.io/edwards25519"
 	"github.com/scripnet/scrip/coin"
@@ -26,21 +27,21 @@ type issueTest struct {
 	CoinPub       hexBytes `json:"coinPub" hex:"32" desc:"the coin's Ed25519 public key"`
 	CoinRoot      hexBytes `json:"coinRoot" hex:"32" desc:"root q of the coin key, [8]q = coinPub"`
 	Msg           hexBytes `json:"msg" desc:"coin message M"`
-	Alpha0        hexBytes `json:"alpha0,omitempty" hex:"32" desc:"blinding scalar alpha_0"`
-	Beta0         hexBytes `json:"beta0,omitempty" hex:"32" desc:"blinding scalar beta_0"`
-	Alpha1        hexBytes `json:"alpha1,omitempty" hex:"32" desc:"blinding scalar alpha_1"`
-	Beta1         hexBytes `json:"beta1,omitempty" hex:"32" desc:"blinding scalar beta_1"`
 	R0            hexBytes `json:"R0" hex:"32" desc:"mint commitment R_0 as the client receives it"`
 	R1            hexBytes `json:"R1" hex:"32" desc:"mint commitment R_1 as the client receives it"`
-	R0Prime       hexBytes `json:"R0prime,omitempty" hex:"32" desc:"blinded commitment R'_0"`
-	R1Prime       hexBytes `json:"R1prime,omitempty" hex:"32" desc:"blinded commitment R'_1"`
-	C0            hexBytes `json:"c0,omitempty" hex:"32" desc:"blinded challenge c_0 sent to the mint"`
-	C1            hexBytes `json:"c1,omitempty" hex:"32" desc:"blinded challenge c_1 sent to the mint"`
-	ChallengeHash hexBytes `json:"challengeHash,omitempty" hex:"32" desc:"what the mint stores to match retries"`
-	B             *uint8   `json:"b,omitempty" desc:"the clause the mint signed, as the client receives it"`
-	S             hexBytes `json:"s,omitempty" hex:"32" desc:"the mint's answer s as the client receives it"`
-	Sig           hexBytes `json:"sig,omitempty" hex:"64" desc:"the unblinded Ed25519 signature of msg under publicKey"`
-	Coin          hexBytes `json:"coin,omitempty" hex:"200" desc:"the resulting coin encoding"`
+	Alpha0        hexBytes `json:"alpha0,omitempty" hex:"32" desc:"blinding scalar alpha_0; given in every valid case, absent when the client refused R0 or R1"`
+	Beta0         hexBytes `json:"beta0,omitempty" hex:"32" desc:"blinding scalar beta_0; given in every valid case, absent when the client refused R0 or R1"`
+	Alpha1        hexBytes `json:"alpha1,omitempty" hex:"32" desc:"blinding scalar alpha_1; given in every valid case, absent when the client refused R0 or R1"`
+	Beta1         hexBytes `json:"beta1,omitempty" hex:"32" desc:"blinding scalar beta_1; given in every valid case, absent when the client refused R0 or R1"`
+	R0Prime       hexBytes `json:"R0prime,omitempty" hex:"32" desc:"blinded commitment R'_0; given in every valid case, absent when the client refused R0 or R1"`
+	R1Prime       hexBytes `json:"R1prime,omitempty" hex:"32" desc:"blinded commitment R'_1; given in every valid case, absent when the client refused R0 or R1"`
+	C0            hexBytes `json:"c0,omitempty" hex:"32" desc:"blinded challenge c_0 sent to the mint; given in every valid case, absent when the client refused R0 or R1"`
+	C1            hexBytes `json:"c1,omitempty" hex:"32" desc:"blinded challenge c_1 sent to the mint; given in every valid case, absent when the client refused R0 or R1"`
+	ChallengeHash hexBytes `json:"challengeHash,omitempty" hex:"32" desc:"what the mint stores to match retries; given in every valid case, absent when the client refused R0 or R1"`
+	B             *uint8   `json:"b,omitempty" desc:"the clause the mint signed, as the client receives it; given in every valid case, absent when the client refused R0 or R1"`
+	S             hexBytes `json:"s,omitempty" hex:"32" desc:"the mint's answer s as the client receives it; given in every valid case, absent when the client refused R0 or R1"`
+	Sig           hexBytes `json:"sig,omitempty" hex:"64" desc:"the unblinded Ed25519 signature of msg under publicKey; given exactly for valid cases"`
+	Coin          hexBytes `json:"coin,omitempty" hex:"200" desc:"the resulting coin encoding; given exactly for valid cases"`
 }
 
 // issueCase fills the fields that do not depend on the mint's answers.
@@ -169,17 +170,18 @@ func issueFile() (*file, error) {
 	return &file{
 		name:      "coin_issue",
 		algorithm: "scrip/v1 Clause Blind Schnorr issuance",
-		header: []string{
+		header: slices.Concat(coinHeader, []string{
 			"Issuance transcripts: coin.NewWithdrawal(seed, counter, keyset, amount, designated), Withdrawal.Challenges(R0, R1), Withdrawal.Finish(b, s).",
 			"Tags are ASCII followed by one zero byte; H512(...) is SHA-512 reduced mod L; || is concatenation; A is publicKey; B the base point.",
-			"nonce = SHA-256(\"scrip/v1/wallet-nonce\\x00\" || seed || u64 counter); alpha_j = H512(\"scrip/v1/wallet-blind\\x00\" || seed || nonce || byte(2j)); beta_j the same with byte(2j+1).",
-			"The coin key is the Ed25519 key with seed SHA-256(\"scrip/v1/wallet-coin\\x00\" || seed || nonce); with a its clamped secret scalar, coinRoot = [a/8]B.",
+			"nonce = SHA-256(\"scrip/v1/wallet-nonce\\x00\" || seed || u64 counter); alpha_j = H512(\"scrip/v1/wallet-blind\\x00\" || seed || nonce || A || R0 || R1 || byte(2j)); beta_j the same with byte(2j+1). The blinding factors depend on R0 and R1 as received, so they exist only once the client has accepted both.",
+			"The coin key is the Ed25519 key with seed SHA-256(\"scrip/v1/wallet-coin\\x00\" || seed || nonce || A); with a its clamped secret scalar, coinRoot = [a/8]B.",
 			"msg = \"scrip/v1/coin\\x00\" || keysetId || u64 amount || coinPub || designated.",
 			"Mint, with nonceKey from keysetSecret: r_j = H512(\"scrip/v1/mint-r\\x00\" || nonceKey || A || nonce || byte(j)), R_j = [r_j]B; b = SHA-256(\"scrip/v1/mint-b\\x00\" || nonceKey || A || nonce)[0] & 1; s = r_b + c_b x.",
 			"Client: R'_j = R_j + [alpha_j]B + [beta_j]A; c_j = H512(R'_j || A || msg) + beta_j; challengeHash = SHA-256(\"scrip/v1/challenges\\x00\" || c0 || c1); sig = R'_b || (s + alpha_b).",
 			"Specification: SPEC.md §3.",
-			"Invalid cases carry the transcript up to the faulty value: bad commitments fail Challenges, bad answers fail Finish.",
-		},
+			"Every valid case carries the whole transcript: publicKey, msg, R0, R1, alpha0, beta0, alpha1, beta1, R0prime, R1prime, c0, c1, challengeHash, b, s, sig and coin.",
+			"Invalid cases carry the transcript up to the faulty value and nothing after it. A bad commitment (flags ending in Commitment) fails Challenges: the client refuses R0 or R1 before deriving anything from them, so alpha0, beta0, alpha1, beta1, R0prime, R1prime, c0, c1, challengeHash, b, s, sig and coin are absent. A bad answer (ModifiedAnswer, WrongClause, NonCanonicalAnswer, BadClauseBit) fails Finish: every field up to b and s is given, sig and coin are absent.",
+		}),
 		groups: []issueGroup{grp},
 		b:      b,
 	}, nil

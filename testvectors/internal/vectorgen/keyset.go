@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -293,12 +294,12 @@ func keysetFile() (*file, error) {
 	return &file{
 		name:      "keyset",
 		algorithm: "scrip/v1 keyset",
-		header: []string{
+		header: slices.Concat(coinHeader, []string{
 			"Signed keysets, as coin.ParseKeyset(keyset, mintKey) reads them.",
 			"Unsigned encoding: version (1) || unit length (1) || unit || mint key (32) || not_before, issue_until, spend_until, deposit_until (u64 each) || count (1) || count x (exponent (1) || key (32)); then the mint's Ed25519 signature over \"scrip/v1/keyset-sig\\x00\" || id, where id = SHA-256(\"scrip/v1/keyset\\x00\" || unsigned encoding).",
 			"Specification: SPEC.md §2 (keysets) and §6 (signature rule).",
 			"Every field has a fixed width, so a keyset has one encoding; non-canonical encodings can occur only inside keys and signatures, and those cases are here.",
-		},
+		}),
 		groups: []keysetGroup{grp},
 		b:      b,
 	}, nil

@@ -40,7 +40,11 @@ func (o object) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-var hexType = reflect.TypeFor[hexBytes]()
+var (
+	hexType        = reflect.TypeFor[hexBytes]()
+	decimalType    = reflect.TypeFor[decimal]()
+	bigDecimalType = reflect.TypeFor[bigDecimal]()
+)
 
 // fileSchema returns the JSON Schema (draft 2020-12) of a vector file whose
 // groups have type group and whose cases use flags.
@@ -73,8 +77,13 @@ func fileSchema(f *file, group reflect.Type, flags []string) object {
 }
 
 func typeSchema(t reflect.Type, flags []string) object {
-	if t == hexType {
+	switch t {
+	case hexType:
 		return object{{"type", "string"}, {"pattern", "^([0-9a-f]{2})*$"}}
+	case decimalType:
+		return object{{"type", "string"}, {"pattern", "^(0|[1-9][0-9]{0,19})$"}}
+	case bigDecimalType:
+		return object{{"type", "string"}, {"pattern", "^(0|[1-9][0-9]*)$"}}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

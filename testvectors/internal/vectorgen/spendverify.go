@@ -2,6 +2,7 @@ package vectorgen
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"filippo.io/edwards25519"
@@ -21,22 +22,26 @@ type spendVerifyTest struct {
 	Server        hexBytes `json:"server" desc:"the verifier's own peer ID bytes (coin.Verifier.Server)"`
 	Digest        hexBytes `json:"digest" hex:"32" desc:"digest of the request the spend must pay for"`
 	Spend         hexBytes `json:"spend" desc:"spend encoding: the coin encoding (200 bytes) || spend signature (64)"`
-	CoinPublicKey hexBytes `json:"coinPublicKey,omitempty" hex:"32" desc:"the coin key of the parsed spend"`
-	SpendMsg      hexBytes `json:"spendMsg,omitempty" desc:"the message the verifier checks spendSig on: \"scrip/v1/spend\\x00\" || u16 len(server) || server || digest"`
-	SpendSig      hexBytes `json:"spendSig,omitempty" hex:"64" desc:"the spend signature of the parsed spend"`
-	PublicKey     hexBytes `json:"publicKey,omitempty" hex:"32" desc:"the denomination key the verifier checks sig with; given when the spend parses, names the group's keyset and an amount it offers"`
-	Msg           hexBytes `json:"msg,omitempty" desc:"the coin message of the parsed spend"`
-	Sig           hexBytes `json:"sig,omitempty" hex:"64" desc:"the mint signature of the parsed spend"`
+	CoinPublicKey hexBytes `json:"coinPublicKey" hex:"32" desc:"the coin key of the spend, given in every case; for an encoding that does not parse, that of the spend it was derived from (see header)"`
+	SpendMsg      hexBytes `json:"spendMsg" desc:"the message the verifier checks spendSig on, given in every case: \"scrip/v1/spend\\x00\" || u16 len(server) || server || digest"`
+	SpendSig      hexBytes `json:"spendSig" hex:"64" desc:"the spend signature of the spend, given in every case; for an encoding that does not parse, that of the spend it was derived from (see header)"`
+	PublicKey     hexBytes `json:"publicKey" hex:"32" desc:"denomination key of the triple (publicKey, msg, sig), given in every case: the key of the coin's amount in the group's keyset, which the verifier checks sig with; where that keyset has no key for the coin (UnknownKeyset, AmountNotInKeyset), the key that made sig. For an encoding that does not parse, the key of the coin it was derived from (see header)"`
+	Msg           hexBytes `json:"msg" desc:"the coin message of the spend's coin, given in every case: \"scrip/v1/coin\\x00\" || keysetId || u64 amount || coinPub || designated; for an encoding that does not parse, that of the coin it was derived from (see header)"`
+	Sig           hexBytes `json:"sig" hex:"64" desc:"the mint signature field of the spend's coin, given in every case; for an encoding that does not parse, that of the coin it was derived from (see header)"`
 }
 
-func spendTest(c testCase, m *mintFixture, server []byte, digest [32]byte, enc []byte) spendVerifyTest {
-	t := spendVerifyTest{testCase: c, Server: server, Digest: digest[:], Spend: enc}
-	if s, err := coin.ParseSpend(enc); err == nil {
-		t.CoinPublicKey = s.Pub[:]
-		t.SpendMsg = coin.SpendMessage(server, digest)
-		t.SpendSig = s.SpendSig[:]
-		t.PublicKey, t.Msg, t.Sig = mintTriple(m, enc[:coin.CoinSize])
+// spendTest returns the case of encoding enc, derived from spend src, whose
+// coin signer signed (see mintTriple).
+func spendTest(c testCase, m *mintFixture, server []byte, digest [32]byte, enc []byte, src *coin.Spend, signer []byte) spendVerifyTest {
+	s, err := coin.ParseSpend(enc)
+	if err != nil {
+		s = src
 	}
+	t := spendVerifyTest{testCase: c, Server: server, Digest: digest[:], Spend: enc}
+	t.CoinPublicKey = s.Pub[:]
+	t.SpendMsg = coin.SpendMessage(server, digest)
+	t.SpendSig = s.SpendSig[:]
+	t.PublicKey, t.Msg, t.Sig = mintTriple(m, &s.Coin, signer)
 	return t
 }
 
@@ -75,17 +80,18 @@ func spendVerifyFile() (*file, error) {
 	inside := group(t0.Add(day), coin.WindowSpend)
 	digest := func() [32]byte { return g.array32() }
 	add := func(c testCase, srv []byte, d [32]byte, s *coin.Spend) {
-		inside.Tests = append(inside.Tests, spendTest(c, m, srv, d, s.Bytes()))
+		inside.Tests = append(inside.Tests, spendTest(c, m, srv, d, s.Bytes(), s, nil))
 	}
+	var baseSpend *coin.Spend
+	// addRaw adds an encoding derived from baseSpend that does not parse.
 	addRaw := func(c testCase, d [32]byte, enc []byte) {
-		inside.Tests = append(inside.Tests, spendTest(c, m, server, d, enc))
+		inside.Tests = append(inside.Tests, spendTest(c, m, server, d, enc, baseSpend, nil))
 	}
 	spend := func(is *issuance, srv []byte, d [32]byte) (*coin.Spend, error) {
 		return coin.NewSpend(is.coin, is.key, srv, d)
 	}
 
 	var base *issuance
-	var baseSpend *coin.Spend
 	var baseDigest [32]byte
 	for _, amount := range []uint64{1, 2, 4, 8} {
 		is, err := wl.withdraw(m, amount, [32]byte{})
@@ -192,13 +198,14 @@ func spendVerifyFile() (*file, error) {
 		if f.key == nil {
 			comment = f.comment + "; spend signature is the identity and S = 0"
 		}
-		add(b.invalid(comment, f.flag), server, d, spendWith(g, f.coin, f.key, server, d, nil))
+		s := spendWith(g, f.coin, f.key, server, d, nil)
+		inside.Tests = append(inside.Tests, spendTest(b.invalid(comment, f.flag), m, server, d, s.Bytes(), s, f.signer))
 	}
 
 	groups := []spendVerifyGroup{inside}
 	window := func(t time.Time, w coin.Window, c testCase) {
 		grp := group(t, w)
-		grp.Tests = []spendVerifyTest{spendTest(c, m, server, baseDigest, enc)}
+		grp.Tests = []spendVerifyTest{spendTest(c, m, server, baseDigest, enc, baseSpend, nil)}
 		groups = append(groups, grp)
 	}
 	nb, su := time.Unix(ks.NotBefore, 0), time.Unix(ks.SpendUntil, 0)
@@ -209,12 +216,14 @@ func spendVerifyFile() (*file, error) {
 	return &file{
 		name:      "spend_verify",
 		algorithm: "scrip/v1 spend verification",
-		header: []string{
+		header: slices.Concat(coinHeader, []string{
 			"Spends checked by coin.Verifier{Keysets: the group's keyset, Server: server, Window: window}.VerifySpend(coin.ParseSpend(spend), digest, time); every spend of a group that parses is also checked in one VerifyBatch per server.",
 			"spendSig is the coin key's Ed25519 signature over spendMsg = \"scrip/v1/spend\\x00\" || u16 len(server) || server || digest; the coin part is checked as in coin_verify_test.json.",
 			"Specification: SPEC.md §5 (spends) and §6 (verification rule, single and batched).",
-			"Valid cases pass any RFC 8032 verifier on (coinPublicKey, spendMsg, spendSig) and (publicKey, msg, sig); acceptable ones fail the cofactorless check on the signature their flag names.",
-		},
+		}, tripleHeader, []string{
+			"Every case also carries the triple (coinPublicKey, spendMsg, spendSig): the coin key and spend signature of the parsed spend or, for an encoding that does not parse, of the first valid case's spend it was derived from (made for the case's server and digest), and the spend message of the case's server and digest.",
+			"Valid cases pass any RFC 8032 verifier on (coinPublicKey, spendMsg, spendSig) and (publicKey, msg, sig); acceptable ones fail the cofactorless check on the signature their flag names and pass it on the other.",
+		}),
 		groups: groups,
 		b:      b,
 	}, nil
