@@ -62,10 +62,6 @@ type Verifier struct {
 	// Window is the keyset window the coin must be inside: WindowSpend at a
 	// server, WindowDeposit at the mint. The zero Window admits no coin.
 	Window Window
-	// AnyDesignation accepts coins designated to any server. The mint sets
-	// it for Swap, where a wallet refreshes coins it reserved at a server;
-	// servers leave it false.
-	AnyDesignation bool
 }
 
 // A Verifier holds no mutable state: one may serve concurrent calls.
@@ -122,7 +118,7 @@ func (v *Verifier) checkCoinDeferred(c *Coin, now time.Time, designation [32]byt
 	if !ok {
 		return ch, fmt.Errorf("%w: %d", ErrAmount, c.Amount)
 	}
-	if c.Designated != ([32]byte{}) && c.Designated != designation && !v.AnyDesignation {
+	if c.Designated != ([32]byte{}) && c.Designated != designation {
 		return ch, ErrDesignated
 	}
 	pub, err := decodeRoot(&c.Root)

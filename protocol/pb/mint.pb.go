@@ -38,6 +38,9 @@ const (
 	DepositStatus_DEPOSIT_INVALID      DepositStatus = 4
 	DepositStatus_DEPOSIT_EXPIRED      DepositStatus = 5
 	DepositStatus_DEPOSIT_REVOKED      DepositStatus = 6
+	// DEPOSIT_NOT_TAKEN (Swap only): the coin is valid and unspent, and was
+	// left unspent because another input of the swap was refused.
+	DepositStatus_DEPOSIT_NOT_TAKEN DepositStatus = 7
 )
 
 // Enum value maps for DepositStatus.
@@ -50,6 +53,7 @@ var (
 		4: "DEPOSIT_INVALID",
 		5: "DEPOSIT_EXPIRED",
 		6: "DEPOSIT_REVOKED",
+		7: "DEPOSIT_NOT_TAKEN",
 	}
 	DepositStatus_value = map[string]int32{
 		"DEPOSIT_STATUS_UNSPECIFIED": 0,
@@ -59,6 +63,7 @@ var (
 		"DEPOSIT_INVALID":            4,
 		"DEPOSIT_EXPIRED":            5,
 		"DEPOSIT_REVOKED":            6,
+		"DEPOSIT_NOT_TAKEN":          7,
 	}
 )
 
@@ -92,8 +97,9 @@ func (DepositStatus) EnumDescriptor() ([]byte, []int) {
 // MintRequest is the body of a Request on the mint protocol.
 type MintRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// request_id is 16 random bytes chosen by the caller; retries are keyed on
-	// (request_id, request digest) as on the storage protocol.
+	// request_id is 16 random bytes chosen by the caller, required on every
+	// call. Swap and Payout retries are keyed on (request_id, request digest)
+	// as on the storage protocol; the other calls are idempotent per coin.
 	RequestId []byte `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
@@ -605,7 +611,7 @@ func (x *CoinNonce) GetNonce() []byte {
 }
 
 // WithdrawBegin is the first round of Clause Blind Schnorr issuance. The
-// mint keeps no state.
+// mint keeps no state. The keyset must be inside its issue window.
 type WithdrawBegin struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeysetId      []byte                 `protobuf:"bytes,1,opt,name=keyset_id,json=keysetId,proto3" json:"keyset_id,omitempty"`
@@ -881,7 +887,10 @@ func (x *BlindAnswer) GetS() []byte {
 }
 
 // WithdrawFinish is the second round, paid by a funding proof (for the
-// default funding plugin, a prepaid voucher code).
+// default funding plugin, a prepaid voucher code). The funding is charged
+// the total amount of the coins whose rows are new; a coin whose nonce was
+// answered before is answered from the stored row if its challenges match
+// and refuses the whole call otherwise.
 type WithdrawFinish struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeysetId      []byte                 `protobuf:"bytes,1,opt,name=keyset_id,json=keysetId,proto3" json:"keyset_id,omitempty"`
@@ -987,9 +996,11 @@ func (x *WithdrawFinishResponse) GetCoins() []*BlindAnswer {
 }
 
 // Swap is a second round paid by coins: the Request's spends, signed for the
-// mint and this request's digest, pay for new coins of equal total (change,
-// refresh, a new keyset, designation). The commitments come from a
-// WithdrawBegin.
+// mint's peer ID and this request's digest, pay for new coins of equal total
+// and unit (change, refresh, a new keyset, designation). The commitments come
+// from a WithdrawBegin. Inputs are checked in their keysets' deposit window,
+// so coins that servers no longer accept can still be moved to a new
+// keyset until deposit_until.
 type Swap struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeysetId      []byte                 `protobuf:"bytes,1,opt,name=keyset_id,json=keysetId,proto3" json:"keyset_id,omitempty"`
@@ -1044,7 +1055,7 @@ func (x *Swap) GetCoins() []*BlindChallenge {
 
 type SwapResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// coins is empty if any input was refused.
+	// coins is empty if any input was refused; then nothing was spent.
 	Coins []*BlindAnswer `protobuf:"bytes,1,rep,name=coins,proto3" json:"coins,omitempty"`
 	// inputs answers the Request's spends in order.
 	Inputs        []*DepositResult `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
@@ -1195,8 +1206,10 @@ func (x *Deposit) GetCoins() []*SpentCoin {
 	return nil
 }
 
-// DoubleSpend is evidence: the spend of the same coin that was credited
-// first, and the peer ID (binary) of the server it was credited to.
+// DoubleSpend is evidence: the spend of the same coin that the mint took
+// first, and the peer ID (binary) it was made for: the server it was
+// credited to, or the mint's own peer ID if it was swapped. Anyone can check
+// it: the spend verifies for that peer ID and request digest.
 type DoubleSpend struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Server        []byte                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
@@ -1591,7 +1604,8 @@ func (x *PayoutResponse) GetRemaining() uint64 {
 
 // Restore asks for the stored answers of the given 32-byte nonces, so that
 // a wallet recovered from its seed can finish its coins. The mint replays
-// stored rows and never recomputes an answer.
+// stored rows and never recomputes an answer (the commitments r0, r1 are
+// recomputed: they are the stateless first round).
 type Restore struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Nonces        [][]byte               `protobuf:"bytes,1,rep,name=nonces,proto3" json:"nonces,omitempty"`
@@ -1734,8 +1748,8 @@ func (x *RestoredCoin) GetAnswer() *BlindAnswer {
 
 type RestoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// coins holds a row for each nonce the mint has answered; unknown nonces
-	// are left out.
+	// coins holds the stored rows of the nonces, in the order the nonces
+	// were asked, at most 1024; unknown nonces are left out.
 	Coins         []*RestoredCoin `protobuf:"bytes,1,rep,name=coins,proto3" json:"coins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1880,7 +1894,7 @@ const file_mint_proto_rawDesc = "" +
 	"\x0echallenge_hash\x18\x06 \x01(\fR\rchallengeHash\x12-\n" +
 	"\x06answer\x18\a \x01(\v2\x15.scrip.v1.BlindAnswerR\x06answer\"?\n" +
 	"\x0fRestoreResponse\x12,\n" +
-	"\x05coins\x18\x01 \x03(\v2\x16.scrip.v1.RestoredCoinR\x05coins*\xbc\x01\n" +
+	"\x05coins\x18\x01 \x03(\v2\x16.scrip.v1.RestoredCoinR\x05coins*\xd3\x01\n" +
 	"\rDepositStatus\x12\x1e\n" +
 	"\x1aDEPOSIT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10DEPOSIT_CREDITED\x10\x01\x12\x1c\n" +
@@ -1888,7 +1902,8 @@ const file_mint_proto_rawDesc = "" +
 	"\x14DEPOSIT_DOUBLE_SPENT\x10\x03\x12\x13\n" +
 	"\x0fDEPOSIT_INVALID\x10\x04\x12\x13\n" +
 	"\x0fDEPOSIT_EXPIRED\x10\x05\x12\x13\n" +
-	"\x0fDEPOSIT_REVOKED\x10\x06B'Z%github.com/scripnet/scrip/protocol/pbb\x06proto3"
+	"\x0fDEPOSIT_REVOKED\x10\x06\x12\x15\n" +
+	"\x11DEPOSIT_NOT_TAKEN\x10\aB'Z%github.com/scripnet/scrip/protocol/pbb\x06proto3"
 
 var (
 	file_mint_proto_rawDescOnce sync.Once
