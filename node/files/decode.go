@@ -1,0 +1,130 @@
+package files
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+)
+
+// BadShare reports a share that [Decode] skipped.
+type BadShare struct {
+	// Index is the share's position in the slice given to Decode, so the
+	// caller can tell which server sent it.
+	Index int
+	// Err wraps [ErrMalformedShare] or [ErrShareMismatch].
+	Err error
+}
+
+// Decode checks the shares against the capability, skips bad ones, decodes
+// the file from any k good shares and returns the plaintext. It also
+// returns the shares it skipped, so that the caller can report the servers
+// that sent them. Duplicates of a good share are ignored, not reported.
+//
+// Decode returns an error wrapping [ErrNotEnoughShares] if fewer than k
+// shares are good, and one wrapping [ErrDecrypt] if a segment fails
+// authentication.
+func Decode(c *Capability, shares [][]byte) ([]byte, []BadShare, error) {
+	var buf bytes.Buffer
+	if c.Size <= MaxFileSize {
+		buf.Grow(int(c.Size))
+	}
+	bad, err := DecodeTo(&buf, c, shares)
+	if err != nil {
+		return nil, bad, err
+	}
+	return buf.Bytes(), bad, nil
+}
+
+// DecodeTo is [Decode] that writes the plaintext to w, one authenticated
+// segment at a time. Every byte written is authentic and in place, but if
+// DecodeTo returns an error, what was written is incomplete and must be
+// discarded.
+func DecodeTo(w io.Writer, c *Capability, shares [][]byte) ([]BadShare, error) {
+	if err := checkParams(c.K, c.N); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCapability, err)
+	}
+	if c.Size > MaxFileSize {
+		return nil, fmt.Errorf("%w: size", ErrCapability)
+	}
+	var bad []BadShare
+	good := make([]*Share, c.N)
+	count := 0
+	for i, b := range shares {
+		s, err := c.checkShare(b)
+		if err != nil {
+			bad = append(bad, BadShare{Index: i, Err: err})
+			continue
+		}
+		if good[s.Number] == nil {
+			good[s.Number] = s
+			count++
+		}
+	}
+	if count < c.K {
+		return bad, fmt.Errorf("%w: %d good of %d needed (%d bad)", ErrNotEnoughShares, count, c.K, len(bad))
+	}
+	// Use the k lowest-numbered good shares: data shares need no
+	// reconstruction.
+	use := make([]int, 0, c.K)
+	for j := 0; j < c.N && len(use) < c.K; j++ {
+		if good[j] != nil {
+			use = append(use, j)
+		}
+	}
+	cd, err := newCoder(&c.Key, c.K, c.N)
+	if err != nil {
+		return bad, err
+	}
+	if err := cd.decode(w, c.Size, good, use); err != nil {
+		return bad, err
+	}
+	return bad, nil
+}
+
+func (cd *coder) decode(w io.Writer, size uint64, good []*Share, use []int) error {
+	k, n := cd.k, cd.n
+	reconstruct := slices.ContainsFunc(use, func(j int) bool { return j >= k })
+	full := blockLen(k, SegmentSize)
+	spare := make([]byte, k*full) // room for the data blocks being rebuilt
+	sealed := make([]byte, 0, k*full)
+	plain := make([]byte, 0, SegmentSize)
+	blocks := make([][]byte, n)
+	m := segments(SegmentSize, size)
+	off := 0
+	for i := range m {
+		pl := segmentLen(SegmentSize, size, i)
+		bl := blockLen(k, pl)
+		for j := range blocks {
+			blocks[j] = nil
+		}
+		for _, j := range use {
+			blocks[j] = good[j].Body[off : off+bl : off+bl]
+		}
+		if reconstruct {
+			for j := range k {
+				if blocks[j] == nil {
+					blocks[j] = spare[j*full : j*full : j*full+bl]
+				}
+			}
+			if err := cd.rs.ReconstructData(blocks); err != nil {
+				return fmt.Errorf("files: erasure decoding: %w", err)
+			}
+		}
+		sealed = sealed[:0]
+		for j := range k {
+			sealed = append(sealed, blocks[j]...)
+		}
+		sealed = sealed[:pl+tagSize]
+		var err error
+		plain, err = cd.aead.Open(plain[:0], segmentNonce(i, i+1 == m), sealed, []byte(tagSegment))
+		if err != nil {
+			return fmt.Errorf("%w: segment %d", ErrDecrypt, i)
+		}
+		if _, err := w.Write(plain); err != nil {
+			return err
+		}
+		off += bl
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package files
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/klauspost/reedsolomon"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Encode reads the plaintext from r to its end, encrypts it under a fresh
+// random key and codes it into n shares of which any k recover it. It
+// returns the file's capability (a secret) and the shares, share j at index
+// j, each exactly [Capability.ShareSize] bytes.
+//
+// The parameters must satisfy 1 <= k <= n <= [MaxShares] (use [DefaultK]
+// and [DefaultN] unless there is a reason not to), otherwise Encode returns
+// an error wrapping [ErrParams]. A plaintext longer than [MaxFileSize]
+// gives an error wrapping [ErrTooLarge]. Read errors are returned as they
+// are. The shares are held in memory: about n/k times the plaintext size.
+func Encode(r io.Reader, k, n int) (*Capability, [][]byte, error) {
+	var key [KeySize]byte
+	if _, err := io.ReadFull(rand.Reader, key[:]); err != nil {
+		return nil, nil, err
+	}
+	return encode(r, k, n, key)
+}
+
+// EncodeBytes is [Encode] for a plaintext held in memory.
+func EncodeBytes(plaintext []byte, k, n int) (*Capability, [][]byte, error) {
+	return Encode(&sizedReader{b: plaintext}, k, n)
+}
+
+// sizedReader is a reader that tells encode how much to allocate.
+type sizedReader struct{ b []byte }
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+func (s *sizedReader) Len() int { return len(s.b) }
+
+func checkParams(k, n int) error {
+	if k < 1 || k > n || n > MaxShares {
+		return fmt.Errorf("%w: want 1 <= k <= n <= %d, have k=%d n=%d", ErrParams, MaxShares, k, n)
+	}
+	return nil
+}
+
+// segmentNonce returns the XChaCha20-Poly1305 nonce of segment i: 15 zero
+// bytes, u64(i), and 1 for the last segment or 0 for any other. The key is
+// fresh for every file, so the nonces need only be distinct within it.
+func segmentNonce(i uint64, last bool) []byte {
+	var nonce [chacha20poly1305.NonceSizeX]byte
+	binary.BigEndian.PutUint64(nonce[15:], i)
+	if last {
+		nonce[23] = 1
+	}
+	return nonce[:]
+}
+
+// coder holds the per-file state shared by encoding and decoding.
+type coder struct {
+	k, n int
+	aead cipher.AEAD
+	rs   reedsolomon.Encoder
+}
+
+func newCoder(key *[KeySize]byte, k, n int) (*coder, error) {
+	if err := checkParams(k, n); err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		return nil, err
+	}
+	rs, err := reedsolomon.New(k, n-k)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrParams, err)
+	}
+	return &coder{k: k, n: n, aead: aead, rs: rs}, nil
+}
+
+func encode(r io.Reader, k, n int, key [KeySize]byte) (*Capability, [][]byte, error) {
+	c, err := newCoder(&key, k, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs := headerSize(n)
+	// Reserve room for the header at the front of every share; it is
+	// filled in once the hashes are known.
+	expect := int64(0)
+	if l, ok := r.(interface{ Len() int }); ok && uint64(l.Len()) <= MaxFileSize {
+		expect = bodySize(k, SegmentSize, uint64(l.Len()))
+	}
+	shares := make([][]byte, n)
+	hashers := make([]hash.Hash, n)
+	for j := range shares {
+		shares[j] = make([]byte, hs, int64(hs)+expect)
+		hashers[j] = sha256.New()
+		hashers[j].Write([]byte(tagShare))
+		hashers[j].Write([]byte{byte(j)})
+	}
+
+	cur := make([]byte, SegmentSize)
+	next := make([]byte, SegmentSize)
+	sealed := make([]byte, 0, SegmentSize+tagSize)
+	data := make([]byte, k*blockLen(k, SegmentSize))
+	parity := make([]byte, (n-k)*blockLen(k, SegmentSize))
+	blocks := make([][]byte, n)
+
+	curLen, err := readSegment(r, cur)
+	if err != nil {
+		return nil, nil, err
+	}
+	var size uint64
+	for i := uint64(0); ; i++ {
+		size += uint64(curLen)
+		if size > MaxFileSize {
+			return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, uint64(MaxFileSize))
+		}
+		// A full segment may be the last; read ahead to know.
+		nextLen := 0
+		if curLen == SegmentSize {
+			if nextLen, err = readSegment(r, next); err != nil {
+				return nil, nil, err
+			}
+		}
+		last := nextLen == 0
+		sealed = c.aead.Seal(sealed[:0], segmentNonce(i, last), cur[:curLen], []byte(tagSegment))
+		bl := blockLen(k, curLen)
+		d := data[:k*bl]
+		clear(d[copy(d, sealed):])
+		for j := range k {
+			blocks[j] = d[j*bl : (j+1)*bl]
+		}
+		for j := k; j < n; j++ {
+			blocks[j] = parity[(j-k)*bl : (j-k+1)*bl]
+		}
+		if err := c.rs.Encode(blocks); err != nil {
+			return nil, nil, fmt.Errorf("files: erasure coding: %w", err)
+		}
+		for j := range n {
+			shares[j] = append(shares[j], blocks[j]...)
+			hashers[j].Write(blocks[j])
+		}
+		if last {
+			break
+		}
+		cur, next = next, cur
+		curLen = nextLen
+	}
+
+	hashes := make([][32]byte, n)
+	for j := range hashes {
+		hashes[j] = [32]byte(hashers[j].Sum(nil))
+	}
+	cp := &Capability{Key: key, K: k, N: n, Size: size}
+	cp.Root = rootHash(cp.StorageIndex(), k, n, SegmentSize, size, hashes)
+	for j := range shares {
+		s := Share{Version: shareVersion, K: k, N: n, Number: j, SegmentSize: SegmentSize, Size: size, Hashes: hashes}
+		s.appendHeader(shares[j][:0])
+	}
+	return cp, shares, nil
+}
+
+// readSegment fills buf from r as far as r allows and returns how much it
+// read; a short count means r is at its end.
+func readSegment(r io.Reader, buf []byte) (int, error) {
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, nil
+	}
+	return n, err
+}
