@@ -21,7 +21,7 @@ import (
 
 // newHost starts a libp2p host listening on listen, or on nothing if
 // listen is empty.
-func newHost(t *testing.T, listen string) host.Host {
+func newHost(t testing.TB, listen string) host.Host {
 	t.Helper()
 	opt := libp2p.NoListenAddrs
 	if listen != "" {
@@ -35,7 +35,7 @@ func newHost(t *testing.T, listen string) host.Host {
 	return h
 }
 
-func connect(t *testing.T, from, to host.Host) {
+func connect(t testing.TB, from, to host.Host) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
