@@ -18,7 +18,7 @@ import (
 
 // MintService serves the mint protocol, [MintID]: Keysets, WithdrawBegin,
 // WithdrawFinish, Swap, Deposit, Balance, Payout and Restore (see
-// SPEC-mint.md). It keeps no state of its own: keysets are in its
+// SPEC.md §9). It keeps no state of its own: keysets are in its
 // [MintKeyring], everything durable in its [MintStore], and money moves
 // through its [Funding]. It is safe for concurrent use.
 //

@@ -20,7 +20,7 @@ import (
 // that says what the call costs and how to serve it, and the paywall
 // prices it under a published schedule, checks and verifies its coins,
 // records them in a [SpentStore] and only then serves it. See the paid-call
-// state machine in SPEC-protocol.md.
+// state machine in SPEC.md §8.
 
 // Errors of paid calls found on this side. Errors a peer answers with are
 // the code sentinels of errors.go.

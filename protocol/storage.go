@@ -124,7 +124,7 @@ type StorageBackend interface {
 }
 
 // StorageUsage returns the usage of a storage request, as the price
-// schedule charges it (the table in SPEC-protocol.md), and whether the
+// schedule charges it (the table in SPEC.md §8), and whether the
 // operation is paid at all. held is the total size of the closed shares
 // the server holds for the storage index; only AddLease uses it. Requests
 // whose usage overflows are refused with an error wrapping

@@ -42,8 +42,8 @@
 // any RFC 8032 tool can check them: for an encoding that does not parse,
 // those of the first valid case it was derived from; for a coin the group's
 // keyset has no key for, the key that signed it. Valid cases pass any RFC
-// 8032 verifier on them. SPEC.md at the repository root and
-// protocol/SPEC-protocol.md define every layout and rule the vectors
+// 8032 verifier on them. SPEC.md at the repository root
+// defines every layout and rule the vectors
 // exercise.
 //
 // # Results and flags
@@ -78,7 +78,7 @@
 // RoundUp, MaxQuote, WideProduct, Random (prices); SinglePeer, FullRing,
 // LargeRing, EdgeIndex, FirstM, DuplicatePeer (rings); EmptyBody,
 // RandomBody, OtherProtocol, EmptyProtocolID, LengthPrefix, LongProtocolID
-// (request digests); SpecExample (an example of protocol/SPEC-protocol.md).
+// (request digests); SpecExample (an example of SPEC.md §8).
 //
 // An "acceptable" case is accepted by coin's verification rule, ZIP-215
 // Ed25519 (cofactored, as github.com/hdevalence/ed25519consensus implements

@@ -35,7 +35,7 @@
 // its body. Bad shares are skipped and reported, each as a [BadShare]; any k good
 // shares decode. Each segment is authenticated again when it is opened.
 //
-// The byte layout is in SPEC-files.md beside this file.
+// The byte layout is in SPEC.md §10.
 //
 // # Errors
 //

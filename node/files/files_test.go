@@ -436,7 +436,7 @@ func BenchmarkDecode16MiB(b *testing.B) {
 }
 
 // TestVector pins the format: a fixed key and plaintext give a fixed
-// capability and shares (SPEC-files.md gives the same values).
+// capability and shares (SPEC.md §10 gives the same values).
 func TestVector(t *testing.T) {
 	var key [KeySize]byte
 	for i := range key {

@@ -51,7 +51,7 @@ const (
 )
 
 // DefaultBase are the rates [NewTargetAgent] starts from unless
-// [WithBase] sets others: the figures of SPEC-protocol.md's example,
+// [WithBase] sets others: the figures of SPEC.md §8's example,
 // meant for a unit worth about a millionth of a US dollar (a
 // millisatoshi, say). Operators of other units set their own.
 var DefaultBase = protocol.Rates{PerCall: 10, StorePerGiBMonth: 50_000, ReadPerGiB: 1_000, WritePerGiB: 1_000}

@@ -168,7 +168,7 @@ func TestPhraseTypos(t *testing.T) {
 	}
 }
 
-// TestPhraseVectors pins the phrase format (SPEC-wallet.md).
+// TestPhraseVectors pins the phrase format (SPEC.md §11).
 func TestPhraseVectors(t *testing.T) {
 	var zero, count [32]byte
 	for i := range count {

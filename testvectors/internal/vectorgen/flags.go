@@ -94,7 +94,7 @@ var flagNotes = map[string]string{
 	"DesignatedToOther": "The coin is designated to another server. Error: coin.ErrDesignated.",
 
 	// protocol: price quotes (valid cases).
-	"SpecExample": "An example given in protocol/SPEC-protocol.md.",
+	"SpecExample": "An example given in SPEC.md §8.",
 	"Exact":       "Every term is a whole number: nothing is rounded.",
 	"RoundUp":     "At least one term has a remainder and is rounded up on its own.",
 	"MaxQuote":    "The quote is 2^64 − 1, the largest.",

@@ -7,7 +7,7 @@ import (
 )
 
 // The price vectors are computed here with math/big from the formula of
-// SPEC-protocol.md (price arithmetic), independently of protocol.Quote; the
+// SPEC.md §8 (price arithmetic), independently of protocol.Quote; the
 // conformance test runs protocol.Quote on them.
 
 // Units of the rates: a GiB is 2^30 bytes, a month 30 days.
@@ -123,7 +123,7 @@ func priceFile() (*file, error) {
 		{comment: "the largest read_bytes at rate 2^30 + 1: the term overflows", r: [4]uint64{0, 0, gib + 1, 0}, u: [4]uint64{0, 0, max, 0}, want: "overflow"},
 		{comment: "1 GiB read at rate 2^64 − 1: exactly 2^64 − 1", r: [4]uint64{0, 0, max, 0}, u: [4]uint64{0, 0, gib, 0}, want: fmt.Sprint(uint64(max))},
 		{comment: "1 GiB + 1 byte read at rate 2^64 − 1: the term overflows", r: [4]uint64{0, 0, max, 0}, u: [4]uint64{0, 0, gib + 1, 0}, want: "overflow"},
-		{comment: "read term whose floor is 2^64 − 1 with a remainder (SPEC-protocol.md): rounding up overflows", r: [4]uint64{0, 0, 1<<31 - 1, 0}, u: [4]uint64{0, 0, floorMaxBytes, 0}, want: "overflow"},
+		{comment: "read term whose floor is 2^64 − 1 with a remainder (SPEC.md §8): rounding up overflows", r: [4]uint64{0, 0, 1<<31 - 1, 0}, u: [4]uint64{0, 0, floorMaxBytes, 0}, want: "overflow"},
 
 		// The write term.
 		{comment: "1 byte written at rate 1: rounds up to 1", r: [4]uint64{0, 0, 0, 1}, u: [4]uint64{0, 0, 0, 1}, want: "1"},
@@ -184,7 +184,7 @@ func priceFile() (*file, error) {
 			"quote = perCall + storageTerm + readTerm + writeTerm, with storageTerm = ceil(storeBytes × storeSeconds × storePerGiBMonth / (2^30 × 2592000)), readTerm = ceil(readBytes × readPerGiB / 2^30) and writeTerm = ceil(writeBytes × writePerGiB / 2^30).",
 			"Each product and quotient is exact (the storage product can need 192 bits) and each term is rounded up on its own. A term or a sum above 2^64 − 1 is an error: the call cannot be priced (result invalid, flag Overflow, no quote).",
 			"The terms are given exactly, even above 2^64 − 1, to show which one overflows. Expected values are computed with arbitrary-precision integers.",
-			"Specification: protocol/SPEC-protocol.md, price arithmetic.",
+			"Specification: SPEC.md §8, price arithmetic.",
 		},
 		groups: []priceGroup{grp},
 		b:      b,

@@ -9,7 +9,7 @@ import (
 )
 
 // The request digests are computed here from the definition in
-// SPEC-protocol.md (request digest), independently of
+// SPEC.md §8 (request digest), independently of
 // protocol.RequestDigest; the conformance test runs protocol.RequestDigest.
 
 // tagRequest is the domain tag of request digests.
@@ -43,7 +43,7 @@ func requestDigestFile() (*file, error) {
 		grp.Tests = append(grp.Tests, requestDigestTest{testCase: c, ProtocolID: id, Body: body, Digest: requestDigest(id, body)})
 	}
 
-	// The table of SPEC-protocol.md.
+	// The table of SPEC.md §8.
 	for _, v := range []struct {
 		id, body, digest string
 	}{
@@ -77,7 +77,7 @@ func requestDigestFile() (*file, error) {
 		header: []string{
 			"Digests of protocol.RequestDigest(protocolId, body): the request digest every spend of a request signs.",
 			"digest = SHA-256(\"scrip/v1/request\\x00\" || u16(len(protocolId)) || protocolId || body), the length in bytes, big-endian.",
-			"Specification: protocol/SPEC-protocol.md, request digest.",
+			"Specification: SPEC.md §8, request digest.",
 		},
 		groups: []requestDigestGroup{grp},
 		b:      b,

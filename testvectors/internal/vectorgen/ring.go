@@ -13,7 +13,7 @@ import (
 )
 
 // The ring vectors are computed here from the definition in
-// SPEC-protocol.md (permuted ring), independently of protocol.Ring; the
+// SPEC.md §8 (permuted ring), independently of protocol.Ring; the
 // conformance test runs protocol.Ring, protocol.FirstM and protocol.RingKey
 // on them.
 
@@ -24,7 +24,7 @@ const (
 	// larger rings list their first ringPrefix servers.
 	fullRingMax = 100
 	ringPrefix  = 20
-	// specRingKey is the vector of SPEC-protocol.md: storage index
+	// specRingKey is the vector of SPEC.md §8: storage index
 	// 000102…0f and the peer ID of the all-zero Ed25519 key.
 	specRingKey = "8f889e5815ce1ddc76bf878de6d29e78e23840b0e5ab0387889e62c0ec7d0ad3"
 )
@@ -137,7 +137,7 @@ func ringFile() (*file, error) {
 		return out
 	}
 
-	// The vector of SPEC-protocol.md.
+	// The vector of SPEC.md §8.
 	zero, err := ringPeerID(make(ed25519.PublicKey, ed25519.PublicKeySize))
 	if err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func ringFile() (*file, error) {
 	}
 	spec := ringGroup{Peers: peersOf([]peer.ID{zero})}
 	spec.Tests = append(spec.Tests, ringCaseTest(b, []peer.ID{zero}, ringCase{
-		comment: "storage index 000102…0f and the peer ID of the all-zero Ed25519 key (SPEC-protocol.md)",
+		comment: "storage index 000102…0f and the peer ID of the all-zero Ed25519 key (SPEC.md §8)",
 		si:      specSI, n: 1, m: -1, flags: []string{"SpecExample", "SinglePeer"},
 	}))
 
@@ -210,7 +210,7 @@ func ringFile() (*file, error) {
 			"ring_key(si, server) = SHA-256(\"scrip/v1/ring\\x00\" || si || server's binary peer ID); the ring is the servers sorted ascending by ring key (bytewise), ties broken by the binary peer IDs, a server listed twice appearing twice.",
 			"A case uses the first peerCount of its group's peers. It lists the ring whole for at most 100 servers and its first 20 for more; ringDigest = SHA-256 of the binary peer IDs of the whole ring concatenated in ring order, in every case.",
 			"Peer IDs are those of Ed25519 keys drawn from the seeded generator (libp2p's identity multihash form, 38 bytes); storage indexes are 16 bytes.",
-			"Specification: protocol/SPEC-protocol.md, permuted ring.",
+			"Specification: SPEC.md §8, permuted ring.",
 		},
 		groups: []ringGroup{spec, seeded, dup},
 		b:      b,
