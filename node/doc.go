@@ -6,4 +6,89 @@
 //
 // Peers of a grid find each other through a static announcements file
 // ([Announcement], [ReadAnnouncements], [WriteAnnouncement]).
+//
+// # Hosts
+//
+// [NewHost] starts a role's libp2p host: its Ed25519 identity key is kept
+// in a file of the role's directory ([IdentityFile], made with mode 0600
+// on the first run), it listens on TCP and QUIC ([DefaultListenAddrs]:
+// 127.0.0.1 on any port), and its resource manager bounds scrip's
+// protocols (protocol.NewResourceManager). [Connect] dials the peer of an
+// announcement and keeps its addresses.
+//
+// # Mint
+//
+// [NewMint] runs a mint from a directory: a mintstore file with its
+// keysets (the first made at the first start, the next ones rotated in the
+// background, old ones pruned), prepaid-voucher funding, and the mint
+// service on the host. The mint signs its keysets with its libp2p key, so
+// the key that signs them is in its peer ID ([MintIdentity]) and an
+// announcement is all a server or a client needs to trust them.
+//
+// Admin calls are not on libp2p but on a local HTTP endpoint
+// (MintConfig.AdminAddr, loopback only unless allowed): POST /vouchers,
+// GET /vouchers/{code}, GET /keysets, POST /keysets/rotate,
+// POST /keysets/{id}/revoke, GET /audit and GET /metrics. Every call but
+// /metrics wants the bearer token of the admin file in the mint's
+// directory ([MintAdminFile], [ReadAdminInfo]); [AdminClient] makes the
+// calls.
+//
+// # Storage server
+//
+// [NewServer] runs a storage server from a directory: a share store
+// (node/shares) of the capacity offered, a spent set (node/spentset), and
+// the storage service behind a protocol.Paywall. It connects to the mint
+// of its configuration, checks coins offline with the mint's keysets
+// (refreshed periodically; revoked ones refused), and:
+//
+//   - asks its pricing agent (pricing.TargetAgent, or an external program)
+//     for rates every SchedulePeriod, signs them into a schedule valid for
+//     ScheduleValidity and publishes it; earlier schedules are honoured
+//     until they expire, across restarts ([ServerSchedulesFile]);
+//   - deposits the coins it took at the mint every DepositInterval, and
+//     records the mint's verdicts, retrying with a backoff until it has
+//     them ([Server.DepositNow]);
+//   - takes bearer coins only while their undeposited value stays under
+//     its cap; over it, it deposits a call's bearer coins before serving
+//     the call, or refuses them (ServerConfig.RefuseOverCap).
+//
+// [Server.Balance] asks the mint what it credited.
+//
+// # Client node
+//
+// [NewClient] runs a client node from a directory: its wallet
+// (node/wallet, [ClientWalletFile]), a libp2p host with a fresh identity
+// every session (never stored), the mint's keysets checked against the key
+// in the mint's peer ID, connections to the announced servers with their
+// verified price schedules, and a pricing.Market with its Scores. It pays
+// every call from the wallet (coins reserved before they leave, settled by
+// the server's answer, swapped at the mint for change when no subset pays
+// exactly), and:
+//
+//   - [Client.Fund] withdraws coins paid by a voucher;
+//   - [Client.Put] encrypts and erasure-codes a file (node/files), places
+//     its N shares on the first servers of its permuted ring that the
+//     market accepts, at least happy of them distinct, and returns the
+//     capability and a report;
+//   - [Client.Get] walks the whole ring, DownloadParallelism servers at a
+//     time, until k shares check out; a corrupt share is reported to its
+//     server, scores it down and is fetched elsewhere;
+//   - housekeeping, every Tick, reconnects servers and refreshes their
+//     prices, resumes swaps a crash interrupted, swaps the bearer coins of
+//     calls that never got an answer (after RefreshAfter), and tops up
+//     small pools of coins designated to the most used servers.
+//
+// Its local HTTP API (loopback only; URL in [ClientAPIFile], bearer token
+// in [ClientTokenFile]) serves the CLI: GET /status, /servers, /wallet,
+// /get, /wait and /metrics, POST /put, /fund and /wallet/backup. Errors
+// are one line for a person with a kind ([APIErrorKind]).
+//
+// # Metrics
+//
+// Each role keeps its metrics in a Prometheus registry of its own
+// ([Mint.Registry], [Server.Registry]): calls by operation and outcome,
+// and the figures of its trade (the mint: value issued, deposits credited,
+// payouts; the server: revenue, deposits pending and credited, prices,
+// coins refused by reason, space). The mint serves them on its admin
+// endpoint, a server on ServerConfig.MetricsAddr.
 package node

@@ -131,7 +131,11 @@ func (c *committer) do(ctx context.Context, fn func(*bolt.Tx) error) error {
 		if o.state.CompareAndSwap(opQueued, opCancelled) {
 			return ctx.Err() // never runs
 		}
-		return ctx.Err() // taken: may still commit
+		// Taken: fn is running in the committer and writes the caller's
+		// results; wait for its batch (one transaction) and report what
+		// really happened.
+		<-o.done
+		return o.err
 	case <-c.quit:
 		if o.state.CompareAndSwap(opQueued, opCancelled) {
 			return ErrClosed

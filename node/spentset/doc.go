@@ -28,10 +28,10 @@
 // writing anything, so it does not spoil the others of its batch. Batch
 // and queue sizes are bounded ([WithMaxBatch], [WithMaxQueue]).
 //
-// A caller whose context ends while its write waits gets ctx.Err(). If the
-// committer had already taken the write, it may still commit: the caller
-// cannot tell, and must treat the outcome as unknown (for Record, a later
-// Record or Lookup of the same request tells).
+// A caller whose context ends while its write waits in the queue gets
+// ctx.Err() and the write never runs. Once the committer has taken the
+// write, the caller waits for that batch (one transaction) and gets the
+// real outcome.
 //
 // # Deposits
 //

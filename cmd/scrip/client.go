@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/scripnet/scrip/node"
+)
+
+// The client node and the way the other client commands reach it: each
+// command finds the running node through the "api" and "api.token" files
+// of the client directory (--dir, default $SCRIP_DIR or ~/.scrip/client)
+// and calls its local HTTP API.
+
+func init() {
+	register(command{name: "client", summary: "run the client node (wallet, connections, local API)", run: runClient})
+}
+
+// cliStdout is where the client commands print their results; tests
+// replace it.
+var cliStdout io.Writer = os.Stdout
+
+// errNoNode is the one line for a CLI command run without a client node.
+var errNoNode = errors.New("no client node running: start one with `scrip client`")
+
+// cliDefaultDir returns $SCRIP_DIR, or ~/.scrip/client.
+func cliDefaultDir() string {
+	if d := os.Getenv("SCRIP_DIR"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(".scrip", "client")
+	}
+	return filepath.Join(home, ".scrip", "client")
+}
+
+// cliFlags returns a flag set for command name with the --dir flag.
+func cliFlags(name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("scrip "+name, flag.ContinueOnError)
+	dir := fs.String("dir", cliDefaultDir(), "client directory (default $SCRIP_DIR or ~/.scrip/client)")
+	return fs, dir
+}
+
+// cliParse parses args with flags and positional arguments in any order
+// and returns the positional ones.
+func cliParse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func runClient(ctx context.Context, args []string) error {
+	fs, dir := cliFlags("client")
+	announce := fs.String("announce", os.Getenv("SCRIP_ANNOUNCE"), "announcements file naming the mint and the servers (default $SCRIP_ANNOUNCE)")
+	api := fs.String("api", node.DefaultClientAPI, "listen address of the local HTTP API (loopback only)")
+	listen := fs.String("listen", "", "comma-separated libp2p addresses to listen on (default: none, dial out only)")
+	k := fs.Int("k", 0, "shares needed to read a file (default 3)")
+	happy := fs.Int("happy", 0, "distinct servers an upload must reach (default 7)")
+	n := fs.Int("n", 0, "shares made of each file (default 10)")
+	lease := fs.Duration("lease", 0, "how long uploads are paid for (default 720h)")
+	upBudget := fs.Uint64("budget-upload", 0, "most one upload may cost, in the mint's unit (default: no bound)")
+	downBudget := fs.Uint64("budget-download", 0, "most one download may cost (default: no bound)")
+	totalBudget := fs.Uint64("budget-total", 0, "most all payments of this session may cost (default: no bound)")
+	verbose := fs.Bool("v", false, "log more")
+	pos, err := cliParse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+	}
+	if *announce == "" {
+		return fmt.Errorf("%w: --announce FILE is required", errUsage)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg := node.ClientConfig{
+		Dir:      *dir,
+		Announce: *announce,
+		API:      *api,
+		K:        *k, Happy: *happy, N: *n,
+		Lease:  *lease,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	cfg.Budget.Upload, cfg.Budget.Download, cfg.Budget.Total = *upBudget, *downBudget, *totalBudget
+	if *listen != "" {
+		cfg.ListenAddrs = strings.Split(*listen, ",")
+	}
+	if c, err := cliConnect(*dir); err == nil {
+		if err := c.call(ctx, http.MethodGet, "/status", nil, nil); err == nil {
+			return fmt.Errorf("a client node is already running for %s at %s", *dir, c.url)
+		}
+	}
+	cl, err := node.NewClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cliStdout, "scrip client: API on %s\n", cl.APIURL())
+	<-ctx.Done()
+	fmt.Fprintln(os.Stderr, "scrip client: stopping")
+	return cl.Close()
+}
+
+// cliNode is a running client node, as the CLI reaches it.
+type cliNode struct {
+	dir   string
+	url   string
+	token string
+	http  *http.Client
+}
+
+// cliConnect finds the client node of dir.
+func cliConnect(dir string) (*cliNode, error) {
+	u, err := os.ReadFile(filepath.Join(dir, node.ClientAPIFile))
+	if err != nil {
+		return nil, errNoNode
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, node.ClientTokenFile))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the client node's token: %w", err)
+	}
+	return &cliNode{dir: dir, url: strings.TrimSpace(string(u)), token: strings.TrimSpace(string(tok)), http: &http.Client{}}, nil
+}
+
+// request sends one call and returns the answer if it is a success; an
+// error answer becomes its one line.
+func (n *cliNode) request(ctx context.Context, method, path string, body io.Reader, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, n.url+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := n.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, errNoNode
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("the client node at %s did not answer: %w", n.url, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, cliAPIError(resp)
+	}
+	return resp, nil
+}
+
+// cliAPIError turns an error answer into its one line.
+func cliAPIError(resp *http.Response) error {
+	var e node.APIError
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return fmt.Errorf("the client node answered %s", resp.Status)
+}
+
+// call sends one call with a JSON body (if in is not nil) and decodes the
+// JSON answer into out (if not nil).
+func (n *cliNode) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	h := http.Header{}
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = strings.NewReader(string(b))
+		h.Set("Content-Type", "application/json")
+	}
+	resp, err := n.request(ctx, method, path, body, h)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("the client node's answer does not parse: %w", err)
+	}
+	return nil
+}
+
+// cliStderrIsTerminal reports whether standard error is a terminal, where
+// progress bars go.
+func cliStderrIsTerminal() bool {
+	fi, err := os.Stderr.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
