@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/scripnet/scrip/internal/crashpoint"
 	"github.com/scripnet/scrip/node/files"
 	"github.com/scripnet/scrip/node/pricing"
 	"github.com/scripnet/scrip/protocol"
@@ -382,6 +383,7 @@ func (u *upload) place(ctx context.Context, server peer.ID, nums []uint32, limit
 			return placed, err
 		}
 		placed = append(placed, n)
+		crashpoint.Hit("client/put/after-share")
 		u.progress(1, 0)
 	}
 	return placed, nil

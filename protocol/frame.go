@@ -29,18 +29,28 @@ func WriteFrame(w io.Writer, b []byte, max int) error {
 // WriteMsg writes m as one frame with a single Write call, refusing a
 // message longer than max as [WriteFrame] does.
 func WriteMsg(w io.Writer, m proto.Message, max int) error {
+	buf, err := encodeMsg(m, max)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// encodeMsg encodes m as one frame, refusing a message longer than max
+// with an error wrapping [ErrFrameTooLarge].
+func encodeMsg(m proto.Message, max int) ([]byte, error) {
 	n := proto.Size(m)
 	if n > max {
-		return fmt.Errorf("%w: %d bytes, cap %d", ErrFrameTooLarge, n, max)
+		return nil, fmt.Errorf("%w: %d bytes, cap %d", ErrFrameTooLarge, n, max)
 	}
 	buf := make([]byte, 0, binary.MaxVarintLen64+n)
 	buf = binary.AppendUvarint(buf, uint64(n))
 	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, m)
 	if err != nil {
-		return fmt.Errorf("protocol: encoding message: %w", err)
+		return nil, fmt.Errorf("protocol: encoding message: %w", err)
 	}
-	_, err = w.Write(buf)
-	return err
+	return buf, nil
 }
 
 // ReadFrame reads one frame of at most max bytes from r and returns its

@@ -330,7 +330,9 @@ func (e *SwapRefusedError) Unwrap() []error {
 // made for this peer and the request digest given with it. It returns the
 // mint's verdict on each coin, in order. Depositing again is safe: a coin
 // already credited to this peer for the same request is
-// DEPOSIT_ALREADY_CREDITED and credited once.
+// DEPOSIT_ALREADY_CREDITED and credited once. A coin the mint did not
+// look at, because spends before it failed verification, is
+// DEPOSIT_NOT_TAKEN: no verdict; deposit it again.
 func (c *MintClient) Deposit(ctx context.Context, items []coin.Item) ([]DepositResult, error) {
 	op := &pb.Deposit{Coins: make([]*pb.SpentCoin, len(items))}
 	for i, it := range items {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -18,9 +19,11 @@ import (
 
 // MintService serves the mint protocol, [MintID]: Keysets, WithdrawBegin,
 // WithdrawFinish, Swap, Deposit, Balance, Payout and Restore (see
-// SPEC.md §9). It keeps no state of its own: keysets are in its
+// SPEC.md §9). It keeps no durable state of its own: keysets are in its
 // [MintKeyring], everything durable in its [MintStore], and money moves
-// through its [Funding]. It is safe for concurrent use.
+// through its [Funding]; in memory it keeps only the quarantine of
+// depositors that sent spends failing verification. It is safe for
+// concurrent use.
 //
 // Admin calls (vouchers, keyset rotation and revocation) are not on the
 // protocol: the mint's node makes them on the keyring, the store and the
@@ -31,7 +34,28 @@ type MintService struct {
 	store   MintStore
 	funding Funding
 	now     func() time.Time
+	quar    depositQuarantine
 }
+
+// Batches of Deposit and Swap verification. Spends are verified in
+// batches of DepositBatch, in order; when a batch fails a signature or
+// key check (its spends are then checked one by one, several times the
+// cost of the batch), the spends after it are not looked at
+// (DEPOSIT_NOT_TAKEN: deposit them again), so that a forged Deposit
+// costs the mint at most a good one of the same size plus DepositBatch
+// single checks. A depositor whose spends failed is quarantined, as a
+// [BatchVerifier] quarantines a peer ([DefaultQuarantine], doubling up
+// to [DefaultMaxQuarantine]): meanwhile its spends are verified in
+// batches of QuarantinedDepositBatch. (Peer IDs are free, so the bound
+// per call, not the quarantine, is the defence; the quarantine makes a
+// repeat offender's calls cheaper still.)
+const (
+	DepositBatch            = 64
+	QuarantinedDepositBatch = 8
+)
+
+// errNotTaken marks a spend a Deposit or Swap did not look at.
+var errNotTaken = errors.New("protocol: spend not looked at")
 
 // MintOption configures [NewMintService].
 type MintOption func(*MintService)
@@ -44,7 +68,8 @@ func WithMintClock(now func() time.Time) MintOption {
 // NewMintService returns the mint service of the libp2p peer self: Swap
 // inputs must be spent for self. Default clock: time.Now.
 func NewMintService(self peer.ID, keys *MintKeyring, store MintStore, funding Funding, opts ...MintOption) *MintService {
-	m := &MintService{self: self, keys: keys, store: store, funding: funding, now: time.Now}
+	m := &MintService{self: self, keys: keys, store: store, funding: funding, now: time.Now,
+		quar: depositQuarantine{m: make(map[peer.ID]*quarantine)}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -89,7 +114,7 @@ func (m *MintService) Handle(ctx context.Context, remote peer.ID, req *pb.Reques
 		out.Op = &pb.MintResponse_WithdrawFinish{WithdrawFinish: r}
 	case *pb.MintRequest_Swap:
 		var r *pb.SwapResponse
-		r, err = m.swap(ctx, mr, op.Swap, req)
+		r, err = m.swap(ctx, remote, mr, op.Swap, req)
 		out.Op = &pb.MintResponse_Swap{Swap: r}
 	case *pb.MintRequest_Deposit:
 		var r *pb.DepositResponse
@@ -320,6 +345,8 @@ func (m *MintService) withdrawFinish(ctx context.Context, op *pb.WithdrawFinish)
 // mintDepositStatus classifies a verification failure.
 func mintDepositStatus(err error) pb.DepositStatus {
 	switch {
+	case errors.Is(err, errNotTaken):
+		return pb.DepositStatus_DEPOSIT_NOT_TAKEN
 	case errors.Is(err, ErrRevokedKeyset):
 		return pb.DepositStatus_DEPOSIT_REVOKED
 	case errors.Is(err, coin.ErrOutsideWindow):
@@ -328,10 +355,12 @@ func mintDepositStatus(err error) pb.DepositStatus {
 	return pb.DepositStatus_DEPOSIT_INVALID
 }
 
-// verifySpends parses and verifies spends for server with the deposit
-// window (a coin designated to another server fails); it returns the parsed spends and, per spend, nil or the reason it
-// failed.
-func (m *MintService) verifySpends(server peer.ID, raw [][]byte, digests [][DigestSize]byte) ([]*coin.Spend, []error) {
+// verifySpends parses and verifies spends sent by from for server with
+// the deposit window (a coin designated to another server fails), in
+// batches (see [DepositBatch]); it returns the parsed spends and, per
+// spend, nil or the reason it failed ([errNotTaken] for one not looked
+// at).
+func (m *MintService) verifySpends(from, server peer.ID, raw [][]byte, digests [][DigestSize]byte) ([]*coin.Spend, []error) {
 	spends := make([]*coin.Spend, len(raw))
 	errs := make([]error, len(raw))
 	var items []coin.Item
@@ -349,10 +378,20 @@ func (m *MintService) verifySpends(server peer.ID, raw [][]byte, digests [][Dige
 	if len(items) == 0 {
 		return spends, errs
 	}
+	size := DepositBatch
+	if m.quar.in(from, time.Now()) {
+		size = QuarantinedDepositBatch
+	}
 	v := coin.Verifier{Keysets: m.keys, Server: []byte(server), Window: coin.WindowDeposit}
-	if err := v.VerifyBatch(items, m.now()); err != nil {
+	now := m.now()
+	for lo := 0; lo < len(items); lo += size {
+		hi := min(lo+size, len(items))
+		err := v.VerifyBatch(items[lo:hi], now)
+		if err == nil {
+			continue
+		}
 		be, ok := errors.AsType[*coin.BatchError](err)
-		for j, i := range idx {
+		for j, i := range idx[lo:hi] {
 			switch {
 			case !ok:
 				errs[i] = err
@@ -360,8 +399,59 @@ func (m *MintService) verifySpends(server peer.ID, raw [][]byte, digests [][Dige
 				errs[i] = be.Errs[j]
 			}
 		}
+		if ok && offence(be.Errs) {
+			m.quar.offend(from, time.Now())
+			for _, i := range idx[hi:] {
+				errs[i] = errNotTaken
+			}
+			break
+		}
 	}
 	return spends, errs
+}
+
+// depositQuarantine remembers the depositors whose spends failed a
+// signature or key check, for a period that doubles on each new offence
+// (as a [BatchVerifier]'s quarantine does). It runs on the real clock.
+type depositQuarantine struct {
+	mu sync.Mutex
+	m  map[peer.ID]*quarantine
+}
+
+func (q *depositQuarantine) in(p peer.ID, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e := q.m[p]
+	return e != nil && now.Before(e.until)
+}
+
+func (q *depositQuarantine) offend(p peer.ID, now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e := q.m[p]
+	if e == nil {
+		if len(q.m) >= maxQuarantined {
+			for k, e := range q.m {
+				if !now.Before(e.until.Add(2 * e.period)) {
+					delete(q.m, k)
+				}
+			}
+			for k := range q.m { // still full of recent offenders: forget some at random
+				if len(q.m) < maxQuarantined {
+					break
+				}
+				delete(q.m, k)
+			}
+		}
+		e = &quarantine{}
+		q.m[p] = e
+	}
+	if e.period > 0 && now.Before(e.until.Add(2*e.period)) {
+		e.period = min(2*e.period, DefaultMaxQuarantine)
+	} else {
+		e.period = DefaultQuarantine
+	}
+	e.until = now.Add(e.period)
 }
 
 // spendRecord makes the spent-set record of a verified spend.
@@ -383,7 +473,7 @@ func mintEvidence(r *SpendRecord) *pb.DoubleSpend {
 	}
 }
 
-func (m *MintService) swap(ctx context.Context, mr *pb.MintRequest, op *pb.Swap, req *pb.Request) (*pb.SwapResponse, error) {
+func (m *MintService) swap(ctx context.Context, remote peer.ID, mr *pb.MintRequest, op *pb.Swap, req *pb.Request) (*pb.SwapResponse, error) {
 	sec, err := m.issuing(op.KeysetId)
 	if err != nil {
 		return nil, err
@@ -403,9 +493,11 @@ func (m *MintService) swap(ctx context.Context, mr *pb.MintRequest, op *pb.Swap,
 	for i := range digests {
 		digests[i] = digest
 	}
-	// A wallet refreshes coins it reserved at a server that never answered
-	// by swapping them, designated or not.
-	spends, errs := m.verifySpends(m.self, req.Spends, digests)
+	// Only bearer coins: a coin designated to a server is that server's
+	// to deposit, and fails here as designated to another peer (see
+	// SPEC.md §9, Swap). A wallet refreshes its bearer coins reserved at
+	// a server that never answered by swapping them.
+	spends, errs := m.verifySpends(remote, m.self, req.Spends, digests)
 	seen := make(map[[32]byte]bool, n)
 	for _, s := range spends {
 		if s != nil {
@@ -501,7 +593,7 @@ func (m *MintService) deposit(ctx context.Context, server peer.ID, op *pb.Deposi
 		raw[i] = c.Spend
 		digests[i] = [DigestSize]byte(c.RequestDigest)
 	}
-	spends, errs := m.verifySpends(server, raw, digests)
+	spends, errs := m.verifySpends(server, server, raw, digests)
 	results := make([]*pb.DepositResult, n)
 	var records []SpendRecord
 	var idx []int

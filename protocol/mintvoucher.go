@@ -70,6 +70,12 @@ type VoucherFunding struct {
 
 var _ Funding = (*VoucherFunding)(nil)
 
+// Format redacts: a VoucherFunding holds the payout key, from which every
+// payout voucher code (bearer money) derives.
+func (f VoucherFunding) Format(s fmt.State, verb rune) {
+	fmt.Fprintf(s, "protocol.VoucherFunding{payout key set: %t}", f.payoutKey != [32]byte{})
+}
+
 // NewVoucherFunding returns voucher funding over ledger. payoutKey is a
 // secret of the mint from which payout codes are derived; with the zero
 // key every payout is refused.

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/internal/crashpoint"
 	"github.com/scripnet/scrip/protocol/pb"
 )
 
@@ -91,8 +92,11 @@ type SpentStore interface {
 	// stored record with Replay set; with another digest it fails with an
 	// error wrapping [ErrBadRequest]. If any coin is recorded for another
 	// request it fails with an error wrapping [ErrDoubleSpend] (a
-	// *[DoubleSpendError] names the coin) and writes nothing. The spends
-	// are verified and of distinct coins.
+	// *[DoubleSpendError] names the coin) and writes nothing. A store that
+	// will not take the coins now (a cap on undeposited bearer value, say)
+	// fails with an error wrapping [ErrRateLimited] and writes nothing;
+	// the call is then answered RATE_LIMITED. The spends are verified and
+	// of distinct coins.
 	Record(ctx context.Context, id [RequestIDSize]byte, digest [DigestSize]byte, spends []*coin.Spend, value uint64) (*SpentRequest, error)
 	// Answer stores body as the answer of request id with the given
 	// digest, so that a retry gets it. The first answer stored is kept.
@@ -146,12 +150,20 @@ type Operation struct {
 	// [Quote] of the schedule's rates and Usage.
 	Usage Usage
 	// Replay marks a paid operation whose answer is not stored: a retry
-	// of it runs Serve again, free. Set it for reads of immutable data,
-	// whose answers are large and always the same.
+	// of it runs Serve again, free, but only so often (see
+	// [WithReplayLimit]); beyond that it is answered INTERNAL. Set it for
+	// reads of immutable data, whose answers are large and always the
+	// same.
 	Replay bool
 	// Check, if not nil, refuses a request the server cannot serve (no
-	// space, no such share, bad parameters) before any coin is verified
-	// or recorded. Its error is answered as it is.
+	// space, no such share, bad parameters, an answer that could not be
+	// sent) before any coin is verified or recorded. Its error is
+	// answered as it is. It runs once the request's turn has come (one
+	// attempt per request ID at a time), so it may compute and set Usage
+	// from the server's state; Serve must then do no more than what was
+	// priced. A retry served on the credit of recorded coins runs Check
+	// again and is priced again: if it now costs more than was recorded,
+	// it is answered INTERNAL and the coins stay credit.
 	Check func(ctx context.Context) error
 	// Serve performs the operation and returns the response body.
 	// Required. For a paid operation it runs only once the coins are
@@ -181,19 +193,44 @@ type Paywall struct {
 	deposit     DepositPolicy
 	verifier    *BatchVerifier
 	now         func() time.Time
+	replays     int
+	replayFor   time.Duration
 
 	mu      sync.Mutex
 	flights map[[RequestIDSize]byte]chan struct{}
+	served  replayTable // guarded by mu
 }
 
 // PaywallOption configures [NewPaywall].
 type PaywallOption func(*paywallConfig)
 
 type paywallConfig struct {
-	now      func() time.Time
-	deposit  DepositPolicy
-	verifier *BatchVerifier
-	batch    []BatchOption
+	now       func() time.Time
+	deposit   DepositPolicy
+	verifier  *BatchVerifier
+	batch     []BatchOption
+	replays   int
+	replayFor time.Duration
+}
+
+// Defaults of [NewPaywall].
+const (
+	// DefaultReplays is how many times a paywall serves a Replay
+	// operation (a Read) again, for retries of one request, after its
+	// first answer.
+	DefaultReplays = 1
+	// DefaultReplayMemory is how long a paywall remembers how often it
+	// answered a Replay operation.
+	DefaultReplayMemory = time.Hour
+)
+
+// WithReplayLimit sets how many times a Replay operation is served again
+// for retries of one request after its first answer (at least 0), and
+// how long the paywall remembers the count (at least a second). It keeps
+// the counts of at most 65,536 requests, in memory: a restart, or a
+// request forgotten, may be served once more.
+func WithReplayLimit(n int, memory time.Duration) PaywallOption {
+	return func(c *paywallConfig) { c.replays, c.replayFor = max(n, 0), max(memory, time.Second) }
 }
 
 // WithPaywallClock sets the clock against which schedules and keyset
@@ -226,9 +263,10 @@ func WithVerifier(v *BatchVerifier) PaywallOption {
 //
 // Defaults: clock time.Now; deposit policy [NewBearerCap]
 // ([DefaultBearerCap], no deposit before serving); a [BatchVerifier] of
-// its own with its defaults and the paywall's clock.
+// its own with its defaults and the paywall's clock; [DefaultReplays]
+// replays remembered for [DefaultReplayMemory].
 func NewPaywall(self peer.ID, prices PriceSource, keysets coin.Keysets, spent SpentStore, opts ...PaywallOption) *Paywall {
-	c := paywallConfig{now: time.Now}
+	c := paywallConfig{now: time.Now, replays: DefaultReplays, replayFor: DefaultReplayMemory}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -248,7 +286,10 @@ func NewPaywall(self peer.ID, prices PriceSource, keysets coin.Keysets, spent Sp
 		deposit:     c.deposit,
 		verifier:    c.verifier,
 		now:         c.now,
+		replays:     c.replays,
+		replayFor:   c.replayFor,
 		flights:     make(map[[RequestIDSize]byte]chan struct{}),
+		served:      replayTable{n: make(map[[RequestIDSize]byte]replayCount)},
 	}
 }
 
@@ -330,7 +371,7 @@ func (p *Paywall) Serve(ctx context.Context, remote peer.ID, protocolID string, 
 	var announced *Announced
 	if len(req.Spends) > 0 {
 		// Let a batch being formed wait for these spends.
-		announced = p.verifier.Announce()
+		announced = p.verifier.AnnounceFrom(remote)
 		defer announced.Cancel()
 	}
 	// Before any coin: can the server serve the call at all?
@@ -385,9 +426,13 @@ func (p *Paywall) Serve(ctx context.Context, remote peer.ID, protocolID string, 
 			return nil, &Error{Code: pb.Code_DOUBLE_SPEND, Message: "a coin is already spent on another request"}
 		case errors.Is(err, ErrBadRequest):
 			return nil, badRequest("request ID reused with another body")
+		case errors.Is(err, ErrRateLimited):
+			return nil, &Error{Code: pb.Code_RATE_LIMITED,
+				Message: "the server takes no more of these coins now (too much undeposited bearer value); pay with coins designated to it, or retry later"}
 		}
 		return nil, fmt.Errorf("protocol: recording coins: %w", internalOnly(err))
 	}
+	crashpoint.Hit("server/after-record")
 	if rec.Replay {
 		undo()
 		return p.again(ctx, rec, digest, op)
@@ -396,8 +441,9 @@ func (p *Paywall) Serve(ctx context.Context, remote peer.ID, protocolID string, 
 }
 
 // again answers a request already recorded: from its stored answer, or,
-// if it has none (it failed, or the server stopped), by serving it again
-// on the credit of its coins.
+// if it has none (it failed, or the server stopped, or it is a Replay
+// operation), by serving it again on the credit of its coins, if they
+// still pay for it.
 func (p *Paywall) again(ctx context.Context, rec *SpentRequest, digest [DigestSize]byte, op *Operation) ([]byte, error) {
 	if rec.Digest != digest {
 		return nil, badRequest("request ID reused with another body")
@@ -405,21 +451,139 @@ func (p *Paywall) again(ctx context.Context, rec *SpentRequest, digest [DigestSi
 	if rec.Answered {
 		return rec.Answer, nil
 	}
+	if op.Replay {
+		if n := p.servedCount(rec.ID); n > p.replays {
+			return nil, &Error{Code: pb.Code_INTERNAL, Message: fmt.Sprintf(
+				"RATE_LIMITED: this request was answered %d times already; a new request pays again", n)}
+		}
+	}
+	if err := p.covered(ctx, rec, op); err != nil {
+		return nil, err
+	}
 	return p.run(ctx, rec.ID, digest, op)
 }
 
-// run serves a request whose coins are recorded and stores its answer.
+// covered checks that the coins recorded for a request still pay for
+// serving it again: the operation's checks pass and its price, under the
+// schedule the body names (the current one if the server no longer knows
+// it, or it names none), is at most the value recorded. The price of an
+// operation can depend on the server's state (AddLease). Its errors are
+// INTERNAL answers: the coins stay credit for the request.
+func (p *Paywall) covered(ctx context.Context, rec *SpentRequest, op *Operation) error {
+	if op.Check != nil {
+		if err := op.Check(ctx); err != nil {
+			return creditError(err)
+		}
+	}
+	var s *SignedSchedule
+	if len(op.ScheduleID) == ScheduleIDSize {
+		if named, ok := p.prices.Lookup([ScheduleIDSize]byte(op.ScheduleID)); ok && named.Server == p.self {
+			s = named
+		}
+	}
+	if s == nil {
+		cur, _, err := p.prices.Current(p.now())
+		if err != nil {
+			return fmt.Errorf("protocol: current schedule: %w", internalOnly(err))
+		}
+		s = cur
+	}
+	if q, err := Quote(s.Rates, op.Usage); err != nil || q > rec.Value {
+		return creditError(&Error{Code: pb.Code_INSUFFICIENT_PAYMENT,
+			Message: fmt.Sprintf("the call now costs more than the %d recorded for it", rec.Value)})
+	}
+	return nil
+}
+
+// run serves a request whose coins are recorded and stores its answer,
+// or, for a Replay operation, counts it.
 func (p *Paywall) run(ctx context.Context, id [RequestIDSize]byte, digest [DigestSize]byte, op *Operation) ([]byte, error) {
 	body, err := op.Serve(ctx)
 	if err != nil {
 		return nil, creditError(err)
 	}
-	if !op.Replay {
+	if op.Replay {
+		p.countServed(id)
+	} else {
 		// Best effort: without the answer, a retry is served again on
 		// credit, which is still never charged twice.
 		_ = p.spent.Answer(ctx, id, digest, body)
 	}
 	return body, nil
+}
+
+// servedCount returns how many times the Replay operation of request id
+// was answered, as far as the paywall remembers.
+func (p *Paywall) servedCount(id [RequestIDSize]byte) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.served.get(id, time.Now())
+}
+
+// countServed counts one more answer of the Replay operation of request
+// id.
+func (p *Paywall) countServed(id [RequestIDSize]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.served.add(id, time.Now(), p.replayFor)
+}
+
+// maxReplayTracked bounds the requests a [Paywall] counts the answers
+// of; beyond it, the oldest are forgotten.
+const maxReplayTracked = 1 << 16
+
+// replayTable counts the answers of Replay operations per request, for a
+// while after the first: a map, and a queue of its keys in the order
+// they were added, which is also the order in which they expire.
+type replayTable struct {
+	n     map[[RequestIDSize]byte]replayCount
+	queue []replayEntry
+	head  int
+}
+
+type replayCount struct {
+	served int
+	until  time.Time
+}
+
+type replayEntry struct {
+	id    [RequestIDSize]byte
+	until time.Time
+}
+
+func (t *replayTable) get(id [RequestIDSize]byte, now time.Time) int {
+	c, ok := t.n[id]
+	if !ok || !now.Before(c.until) {
+		return 0
+	}
+	return c.served
+}
+
+func (t *replayTable) add(id [RequestIDSize]byte, now time.Time, keep time.Duration) {
+	if c, ok := t.n[id]; ok && now.Before(c.until) {
+		c.served++
+		t.n[id] = c
+		return
+	}
+	// Forget what has expired, and the oldest beyond the bound.
+	for t.head < len(t.queue) {
+		e := t.queue[t.head]
+		if now.Before(e.until) && len(t.n) < maxReplayTracked {
+			break
+		}
+		if c, ok := t.n[e.id]; ok && c.until.Equal(e.until) {
+			delete(t.n, e.id)
+		}
+		t.queue[t.head] = replayEntry{}
+		t.head++
+	}
+	if t.head > len(t.queue)/2 {
+		t.queue = append(t.queue[:0], t.queue[t.head:]...)
+		t.head = 0
+	}
+	until := now.Add(keep)
+	t.n[id] = replayCount{served: 1, until: until}
+	t.queue = append(t.queue, replayEntry{id: id, until: until})
 }
 
 // creditError turns the failure of a paid operation whose coins are

@@ -24,7 +24,9 @@ import (
 
 // Limits of storage calls.
 const (
-	// MaxShareNumbers bounds the share numbers of one Allocate.
+	// MaxShareNumbers bounds the share numbers of one Allocate, and the
+	// share numbers themselves: shares 0 to 255 of each storage index, as
+	// in Tahoe-LAFS. So a List answer holds at most 256 shares.
 	MaxShareNumbers = 256
 	// MaxLeaseSeconds bounds the lease_seconds of one Allocate or AddLease:
 	// about 100 years.
@@ -34,6 +36,37 @@ const (
 	// MaxAdviceSize bounds the reason of one AdviseCorrupt, in bytes.
 	MaxAdviceSize = 1024
 )
+
+// Writes are covered by the allocation, which pays for writing
+// allocated_size bytes per share: a backend takes the writes to an open
+// share up to [WriteBudget] of its size, each counted as [WriteCharge] of
+// its length, and refuses the rest with an error wrapping
+// [ErrBadRequest]. A writer may so write its share twice over (a retry of
+// every write), but not rewrite it for free for as long as its lease
+// lasts.
+const (
+	// MinWriteCharge is the least a Write counts, however short: a write
+	// costs the server a disk sync whatever its length.
+	MinWriteCharge = 4096
+	// MinWriteBudget is the least write budget of a share.
+	MinWriteBudget = 64 << 10
+)
+
+// WriteBudget returns how many bytes (counted by [WriteCharge]) may be
+// written in all to an open share of size bytes: twice its size, and at
+// least [MinWriteBudget].
+func WriteBudget(size uint64) uint64 {
+	if size > math.MaxUint64/2 {
+		return math.MaxUint64
+	}
+	return max(2*size, MinWriteBudget)
+}
+
+// WriteCharge returns what a write of n bytes counts against a share's
+// [WriteBudget]: n, and at least [MinWriteCharge].
+func WriteCharge(n int) uint64 {
+	return max(uint64(max(n, 0)), MinWriteCharge)
+}
 
 // ShareInfo describes one share a backend holds.
 type ShareInfo struct {
@@ -64,14 +97,17 @@ type Allocation struct {
 
 // Allocated is a backend's answer to an [Allocation].
 type Allocated struct {
-	// AlreadyHave are the requested shares the backend holds, closed:
-	// their leases are extended.
+	// AlreadyHave are the requested shares the backend holds, closed.
+	// Their leases are extended if they are at most the allocation's
+	// size (which is what the call paid for); a larger one is listed and
+	// left as it is.
 	AlreadyHave []uint32
-	// Allocated are the shares now open for Write by the writer (new
-	// ones, and ones this writer had allocated before and not closed).
-	// A share another writer is writing is in neither list.
+	// Allocated are the shares now open for Write by the writer: new
+	// ones, and ones this writer had allocated before with the same size
+	// and not closed (their leases are extended). A share another writer
+	// is writing, or this writer with another size, is in neither list.
 	Allocated []uint32
-	// LeaseExpires is the latest lease end among those shares.
+	// LeaseExpires is the latest lease end among the shares listed.
 	LeaseExpires time.Time
 }
 
@@ -99,10 +135,11 @@ type StorageBackend interface {
 	// do not fit.
 	CheckAllocate(ctx context.Context, a *Allocation) error
 	// Allocate reserves a's new shares and extends the leases of those
-	// held already, all or nothing.
+	// held already (see [Allocated]), all or nothing.
 	Allocate(ctx context.Context, a *Allocation) (*Allocated, error)
 	// Write writes data at offset into an open share of writer's. The
-	// write must lie inside the share's size.
+	// write must lie inside the share's size, and within the share's
+	// write budget ([WriteBudget]).
 	Write(ctx context.Context, writer peer.ID, si [StorageIndexSize]byte, share uint32, offset uint64, data []byte) error
 	// Close closes an open share of writer's.
 	Close(ctx context.Context, writer peer.ID, si [StorageIndexSize]byte, share uint32) error
@@ -114,11 +151,14 @@ type StorageBackend interface {
 	// fewer only at the end of the share. An offset past the end is a bad
 	// request.
 	Read(ctx context.Context, si [StorageIndexSize]byte, share uint32, offset, length uint64) ([]byte, error)
-	// AddLease extends the lease of every closed share of a storage index
-	// by lease (from its current end, or from now if that is later) and
-	// returns the latest lease end, or an error wrapping [ErrNotFound] if
-	// it holds none.
-	AddLease(ctx context.Context, si [StorageIndexSize]byte, lease time.Duration) (time.Time, error)
+	// AddLease extends by lease (from its current end, or from now if
+	// that is later) the lease of each share of a storage index listed in
+	// shares (as List returned them, when the call was priced) that the
+	// backend still holds closed with the size listed, and returns the
+	// latest lease end; an error wrapping [ErrNotFound] if it holds none
+	// of them. Other shares, such as those closed since, are left as they
+	// are: they were not paid for.
+	AddLease(ctx context.Context, si [StorageIndexSize]byte, shares []ShareInfo, lease time.Duration) (time.Time, error)
 	// AdviseCorrupt notes a client's report that a share looks corrupt.
 	AdviseCorrupt(ctx context.Context, si [StorageIndexSize]byte, share uint32, reason string) error
 }
@@ -126,7 +166,8 @@ type StorageBackend interface {
 // StorageUsage returns the usage of a storage request, as the price
 // schedule charges it (the table in SPEC.md §8), and whether the
 // operation is paid at all. held is the total size of the closed shares
-// the server holds for the storage index; only AddLease uses it. Requests
+// the server holds for the storage index (when it checks the call); only
+// AddLease uses it. Requests
 // whose usage overflows are refused with an error wrapping
 // [ErrBadRequest].
 //
@@ -290,8 +331,15 @@ func (s *StorageServer) decode(ctx context.Context, remote peer.ID, body []byte)
 			if err != nil {
 				return nil, backendError(err)
 			}
+			// Only share numbers a client can allocate are listed, so
+			// that the answer is bounded (about 8 kB) and always fits
+			// the response cap: a paid answer must never be refused
+			// after its coins are recorded.
 			out := &pb.ListResponse{}
 			for _, sh := range shares {
+				if sh.Number >= MaxShareNumbers {
+					continue
+				}
 				out.Shares = append(out.Shares, &pb.Share{ShareNumber: sh.Number, Size: sh.Size, LeaseExpires: unixOf(sh.LeaseExpires)})
 			}
 			return respond(&pb.StorageResponse{Op: &pb.StorageResponse_List{List: out}})
@@ -299,7 +347,7 @@ func (s *StorageServer) decode(ctx context.Context, remote peer.ID, body []byte)
 	case *pb.StorageRequest_Read:
 		return s.read(op, req, x.Read)
 	case *pb.StorageRequest_AddLease:
-		return s.addLease(ctx, op, req, x.AddLease)
+		return s.addLease(op, req, x.AddLease)
 	case *pb.StorageRequest_AdviseCorrupt:
 		si, err := storageIndex(x.AdviseCorrupt.StorageIndex)
 		if err != nil {
@@ -354,8 +402,11 @@ func (s *StorageServer) allocate(op *Operation, remote peer.ID, req *pb.StorageR
 	if n == 0 || n > MaxShareNumbers {
 		return nil, badRequest(fmt.Sprintf("allocate 1 to %d shares", MaxShareNumbers))
 	}
-	seen := make(map[uint32]bool, n)
+	var seen [MaxShareNumbers]bool
 	for _, sh := range a.ShareNumbers {
+		if sh >= MaxShareNumbers {
+			return nil, badRequest(fmt.Sprintf("share numbers are 0 to %d", MaxShareNumbers-1))
+		}
 		if seen[sh] {
 			return nil, badRequest("a share number twice")
 		}
@@ -427,7 +478,7 @@ func (s *StorageServer) read(op *Operation, req *pb.StorageRequest, r *pb.Read) 
 	return op, nil
 }
 
-func (s *StorageServer) addLease(ctx context.Context, op *Operation, req *pb.StorageRequest, a *pb.AddLease) (*Operation, error) {
+func (s *StorageServer) addLease(op *Operation, req *pb.StorageRequest, a *pb.AddLease) (*Operation, error) {
 	si, err := storageIndex(a.StorageIndex)
 	if err != nil {
 		return nil, err
@@ -436,27 +487,41 @@ func (s *StorageServer) addLease(ctx context.Context, op *Operation, req *pb.Sto
 	if err != nil {
 		return nil, err
 	}
-	shares, err := s.backend.List(ctx, si)
-	if err != nil {
-		return nil, backendError(err)
-	}
-	var held uint64
-	for _, sh := range shares {
-		var carry uint64
-		if held, carry = bits.Add64(held, sh.Size, 0); carry != 0 {
-			held = math.MaxUint64
-		}
-	}
-	op.Usage, _, _ = StorageUsage(req, held)
 	op.Paid = true
+	// The price depends on the shares held, so it is computed in Check,
+	// once the request's turn has come, and Serve extends exactly the
+	// shares priced: not those closed between pricing and serving (while
+	// the coins are verified, deposited or recorded).
+	var priced []ShareInfo
 	op.Check = func(ctx context.Context) error {
+		all, err := s.backend.List(ctx, si)
+		if err != nil {
+			return backendError(err)
+		}
+		var shares []ShareInfo // those List answers: numbered below MaxShareNumbers
+		var held uint64
+		for _, sh := range all {
+			if sh.Number >= MaxShareNumbers {
+				continue
+			}
+			shares = append(shares, sh)
+			var carry uint64
+			if held, carry = bits.Add64(held, sh.Size, 0); carry != 0 {
+				held = math.MaxUint64
+			}
+		}
 		if held == 0 {
 			return &Error{Code: pb.Code_NOT_FOUND, Message: "no shares of this storage index"}
 		}
+		op.Usage, _, _ = StorageUsage(req, held)
+		priced = shares
 		return nil
 	}
 	op.Serve = func(ctx context.Context) ([]byte, error) {
-		until, err := s.backend.AddLease(ctx, si, lease)
+		if len(priced) == 0 {
+			return nil, &Error{Code: pb.Code_NOT_FOUND, Message: "no shares of this storage index"}
+		}
+		until, err := s.backend.AddLease(ctx, si, priced, lease)
 		if err != nil {
 			return nil, backendError(err)
 		}

@@ -110,11 +110,12 @@ func TestMemBackend(t *testing.T) {
 	}
 
 	// AddLease extends closed shares from their current end.
-	until, err := m.AddLease(ctx, si, time.Hour)
+	held, _ := m.List(ctx, si)
+	until, err := m.AddLease(ctx, si, held, time.Hour)
 	if err != nil || !until.Equal(got.LeaseExpires.Add(time.Hour)) {
 		t.Fatalf("add lease: %v %v", until, err)
 	}
-	if _, err := m.AddLease(ctx, [16]byte{9}, time.Hour); !errors.Is(err, ErrNotFound) {
+	if _, err := m.AddLease(ctx, [16]byte{9}, held, time.Hour); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("add lease of nothing: %v", err)
 	}
 

@@ -34,6 +34,7 @@ type memShare struct {
 	writer  peer.ID
 	size    uint64
 	data    []byte // allocated on first write
+	written uint64 // charged against the write budget
 	closed  bool
 	expires time.Time
 }
@@ -98,9 +99,9 @@ func (m *MemBackend) Space(ctx context.Context) (StorageSpace, error) {
 	return StorageSpace{Available: m.capacity - m.used, MaxShareSize: m.maxShare}, nil
 }
 
-// plan sorts a's shares into held (closed), reopened (open, a's writer's)
-// and new ones, and returns the space the new ones need. m.mu must be
-// held.
+// plan sorts a's shares into held (closed), reopened (open, a's writer's,
+// of a's size) and new ones, and returns the space the new ones need.
+// m.mu must be held.
 func (m *MemBackend) plan(a *Allocation, now time.Time) (held, reopened, fresh []uint32, need uint64, err error) {
 	if a.Size > m.maxShare {
 		return nil, nil, nil, 0, fmt.Errorf("%w: shares of at most %d bytes", ErrNoSpace, m.maxShare)
@@ -113,7 +114,7 @@ func (m *MemBackend) plan(a *Allocation, now time.Time) (held, reopened, fresh [
 			need += a.Size
 		case sh.closed:
 			held = append(held, n)
-		case sh.writer == a.Writer:
+		case sh.writer == a.Writer && sh.size == a.Size:
 			reopened = append(reopened, n)
 		}
 	}
@@ -143,7 +144,11 @@ func (m *MemBackend) Allocate(ctx context.Context, a *Allocation) (*Allocated, e
 	out := &Allocated{AlreadyHave: held, Allocated: slices.Concat(reopened, fresh)}
 	for _, n := range slices.Concat(held, reopened) {
 		sh := m.shares[memShareKey{a.StorageIndex, n}]
-		sh.expires = extend(sh.expires, now, a.Lease)
+		// The call paid for a.Size bytes per share: a larger share
+		// held is listed, not renewed.
+		if sh.size <= a.Size {
+			sh.expires = extend(sh.expires, now, a.Lease)
+		}
 		out.LeaseExpires = later(out.LeaseExpires, sh.expires)
 	}
 	for _, n := range fresh {
@@ -177,6 +182,11 @@ func (m *MemBackend) Write(ctx context.Context, writer peer.ID, si [StorageIndex
 	if offset > sh.size || uint64(len(data)) > sh.size-offset {
 		return fmt.Errorf("%w: write past the share's size %d", ErrBadRequest, sh.size)
 	}
+	charge := WriteCharge(len(data))
+	if budget := WriteBudget(sh.size); sh.written > budget || charge > budget-sh.written {
+		return fmt.Errorf("%w: writes past the share's write budget of %d bytes", ErrBadRequest, budget)
+	}
+	sh.written += charge
 	if sh.data == nil {
 		sh.data = make([]byte, sh.size)
 	}
@@ -253,16 +263,18 @@ func (m *MemBackend) Read(ctx context.Context, si [StorageIndexSize]byte, share 
 }
 
 // AddLease implements [StorageBackend].
-func (m *MemBackend) AddLease(ctx context.Context, si [StorageIndexSize]byte, lease time.Duration) (time.Time, error) {
+func (m *MemBackend) AddLease(ctx context.Context, si [StorageIndexSize]byte, shares []ShareInfo, lease time.Duration) (time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	var until time.Time
-	for k := range m.shares {
-		if k.si != si {
+	seen := make(map[uint32]bool, len(shares))
+	for _, priced := range shares {
+		if seen[priced.Number] {
 			continue
 		}
-		if sh := m.live(k, now); sh != nil && sh.closed {
+		seen[priced.Number] = true
+		if sh := m.live(memShareKey{si, priced.Number}, now); sh != nil && sh.closed && sh.size == priced.Size {
 			sh.expires = extend(sh.expires, now, lease)
 			until = later(until, sh.expires)
 		}

@@ -19,8 +19,10 @@ import (
 // Every scrip stream carries one frame each way: a pb.Request from the
 // caller, then a pb.Response from the server. Both sides set deadlines on
 // the stream, reserve memory for each frame in the stream's resource scope
-// before allocating it, Reset the stream on every error path, and on
-// success CloseWrite once their frame is sent, then Close.
+// before allocating it (a server holds the reservations of the request
+// and of its answer until the answer is written), Reset the stream on
+// every error path, and on success CloseWrite once their frame is sent,
+// then Close.
 
 // Call sends req to peer p on protocol id (a scrip protocol ID) over a new
 // stream of h, and returns the server's response.
@@ -102,7 +104,7 @@ func ctxErr(ctx context.Context, err error) error {
 // holding a memory reservation in s's resource scope while the frame is
 // buffered and decoded.
 func readStreamMsg(s network.Stream, m proto.Message, max int) error {
-	b, release, err := readStreamFrame(s, max)
+	b, release, err := readStreamFrame(s, max, nil)
 	if err != nil {
 		return err
 	}
@@ -110,10 +112,16 @@ func readStreamMsg(s network.Stream, m proto.Message, max int) error {
 	return unmarshal(b, m)
 }
 
-func readStreamFrame(s network.Stream, max int) (b []byte, release func(), err error) {
+// readStreamFrame reads one frame of at most max bytes from s, holding a
+// memory reservation for it in s's resource scope until release is
+// called. sized, if not nil, is told the frame's length once it is known.
+func readStreamFrame(s network.Stream, max int, sized func(n int)) (b []byte, release func(), err error) {
 	n, err := readFrameLen(s, max)
 	if err != nil {
 		return nil, nil, err
+	}
+	if sized != nil {
+		sized(n)
 	}
 	release = func() {}
 	if n > 0 {
@@ -156,7 +164,26 @@ type handlerConfig struct {
 	base          context.Context
 	readTimeout   time.Duration
 	handleTimeout time.Duration
+	ipStreams     int
+	stallGrace    time.Duration
+	stallRate     int
 }
+
+// Defaults of [NewStreamHandler]'s defences against peers that hold
+// streams without using them.
+const (
+	// DefaultIPStreams bounds the streams of one protocol that peers at
+	// one IP address (an IPv4 address, an IPv6 /56) may have in a
+	// handler at once: a quarter of the protocol's default stream limit,
+	// so that identities made up at one address cannot take all of it.
+	DefaultIPStreams = 256
+	// DefaultStallGrace and DefaultStallRate set when a stream whose
+	// request has not arrived is stalled: after DefaultStallGrace, plus
+	// the time the request's length takes at DefaultStallRate bytes per
+	// second.
+	DefaultStallGrace = 100 * time.Millisecond
+	DefaultStallRate  = 64 << 10
+)
 
 // WithReadTimeout sets how long a server waits for the whole request.
 func WithReadTimeout(d time.Duration) HandlerOption {
@@ -175,6 +202,24 @@ func WithBaseContext(ctx context.Context) HandlerOption {
 	return func(c *handlerConfig) { c.base = ctx }
 }
 
+// WithIPStreamLimit bounds the streams that peers at one IP address (an
+// IPv4 address, an IPv6 /56) may have in the handler at once; a stream
+// over it is reset at once, with the resource-limit code. Loopback
+// addresses are not limited. 0 turns the limit off.
+func WithIPStreamLimit(n int) HandlerOption {
+	return func(c *handlerConfig) { c.ipStreams = max(n, 0) }
+}
+
+// WithStallEviction sets when a stream whose request is still arriving
+// is stalled: grace after it was opened plus the time its request's
+// length takes at rate bytes per second. While the protocol's inbound
+// streams are at three quarters or more of the resource manager's limit,
+// stalled streams are reset (with the resource-limit code) so that
+// others can be opened. A zero grace turns this off.
+func WithStallEviction(grace time.Duration, rate int) HandlerOption {
+	return func(c *handlerConfig) { c.stallGrace, c.stallRate = grace, max(rate, 1) }
+}
+
 // NewStreamHandler returns a libp2p stream handler that serves handler on
 // protocol id, a scrip protocol ID; it panics for any other ID. Register it
 // with h.SetStreamHandler(id, ...).
@@ -186,8 +231,23 @@ func WithBaseContext(ctx context.Context) HandlerOption {
 // answered BAD_REQUEST without calling handler. Otherwise it calls handler
 // and writes its response, or INTERNAL if the response is over the cap.
 //
+// The memory reserved for the request stays reserved until the response
+// is written, and the size of a response over 64 KiB is reserved before
+// it is written (at a higher priority than requests); if that is
+// refused, the stream is reset with the resource-limit code. So the
+// resource manager's memory limits cover the answers that peers leave
+// unread.
+//
+// Against peers that hold streams without using them, which the
+// resource manager's per-protocol stream limit does not tell apart from
+// honest ones, the handler bounds the streams per IP address
+// ([WithIPStreamLimit]) and, while the protocol is crowded, resets
+// streams whose requests stall ([WithStallEviction]).
+//
 // Defaults: read timeout [DefaultReadTimeout], handle timeout
-// [DefaultHandleTimeout], base context context.Background().
+// [DefaultHandleTimeout], base context context.Background(),
+// [DefaultIPStreams] per IP address, stalls after [DefaultStallGrace]
+// plus the request at [DefaultStallRate].
 func NewStreamHandler(id string, handler Handler, opts ...HandlerOption) network.StreamHandler {
 	caps, ok := CapsFor(id)
 	if !ok {
@@ -197,15 +257,31 @@ func NewStreamHandler(id string, handler Handler, opts ...HandlerOption) network
 		base:          context.Background(),
 		readTimeout:   DefaultReadTimeout,
 		handleTimeout: DefaultHandleTimeout,
+		ipStreams:     DefaultIPStreams,
+		stallGrace:    DefaultStallGrace,
+		stallRate:     DefaultStallRate,
 	}
 	for _, o := range opts {
 		o(&c)
 	}
-	return func(s network.Stream) { serve(s, handler, caps, c) }
+	g := newStreamGuard(c)
+	return func(s network.Stream) { serve(s, handler, caps, c, g) }
 }
 
-func serve(s network.Stream, handler Handler, caps Caps, c handlerConfig) {
+// answerReserveMin is the size above which a server reserves an answer's
+// memory before writing it: a quarter of yamux's initial stream window
+// (256 KiB; QUIC's is larger), so that smaller answers never wait for
+// the peer to read.
+const answerReserveMin = 64 << 10
+
+func serve(s network.Stream, handler Handler, caps Caps, c handlerConfig, g *streamGuard) {
 	start := time.Now()
+	leave, ok := g.enter(s.Conn().RemoteMultiaddr())
+	if !ok {
+		s.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	defer leave()
 	ctx, cancel := context.WithDeadline(c.base, start.Add(c.handleTimeout))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
@@ -215,16 +291,21 @@ func serve(s network.Stream, handler Handler, caps Caps, c handlerConfig) {
 		s.Reset()
 		return
 	}
-	b, release, err := readStreamFrame(s, caps.Request)
+	w := g.watch(s, start)
+	defer w.exit()
+	b, release, err := readStreamFrame(s, caps.Request, w.sized)
+	w.stop()
 	if err != nil {
 		resetFor(s, err)
 		return
 	}
+	// The request's memory stays reserved until its answer is written:
+	// the decoded request is about as large as its frame.
+	defer release()
 	req := new(pb.Request)
 	if proto.Unmarshal(b, req) != nil {
 		err = &Error{Code: pb.Code_BAD_REQUEST, Message: "request does not decode"}
 	}
-	release()
 	var resp *pb.Response
 	if err == nil {
 		err = checkRequest(req)
@@ -237,10 +318,27 @@ func serve(s network.Stream, handler Handler, caps Caps, c handlerConfig) {
 	} else if resp == nil {
 		resp = &pb.Response{}
 	}
-	if proto.Size(resp) > caps.Response {
-		resp = &pb.Response{Error: &pb.Error{Code: pb.Code_INTERNAL}}
+	frame, err := encodeMsg(resp, caps.Response)
+	if err != nil {
+		frame, err = encodeMsg(&pb.Response{Error: &pb.Error{Code: pb.Code_INTERNAL}}, caps.Response)
+		if err != nil {
+			s.Reset()
+			return
+		}
 	}
-	if err := WriteMsg(s, resp, caps.Response); err != nil {
+	// The answer is held until the peer has taken it: reserve it, ahead
+	// of new requests (which reserve at a lower priority). An answer
+	// that fits a stream's initial flow-control window is sent at once,
+	// so only larger ones are reserved (a reservation costs several
+	// locked updates, and go-libp2p's metrics, a formatted timestamp).
+	if n := len(frame); n > answerReserveMin {
+		if err := s.Scope().ReserveMemory(n, network.ReservationPriorityHigh); err != nil {
+			s.ResetWithError(network.StreamResourceLimitExceeded)
+			return
+		}
+		defer s.Scope().ReleaseMemory(n)
+	}
+	if _, err := s.Write(frame); err != nil {
 		s.Reset()
 		return
 	}

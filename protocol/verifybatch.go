@@ -45,6 +45,15 @@ const (
 // are swept.
 const maxQuarantined = 4096
 
+// Peers with a good call: maxProven bounds the table, and an entry is
+// forgotten provenFor after the peer's last good call (or at random, when
+// the table is full of recent ones). A peer forgotten is verified apart
+// again until its next good call.
+const (
+	maxProven = 1 << 16
+	provenFor = time.Hour
+)
+
 // BatchVerifier verifies the spends of concurrent calls together, with one
 // [coin.Verifier.VerifyBatch] per batch: a spend costs about half as much
 // in a batch of eight or more as alone. Calls queue; a call that finds a
@@ -56,6 +65,15 @@ const maxQuarantined = 4096
 // calls expected from the recent rate of arrivals. A lone caller is
 // verified at once.
 //
+// Only peers that have had a call verified (a good call: all its spends
+// passed) join shared batches. The calls of a peer that has not, such as
+// a fresh libp2p identity, are verified apart from everyone else's,
+// together with that peer's own other calls only: a forger that makes a
+// new identity for each call fails nobody's batch but its own. A
+// forger must first pay for one good call with real coins to share a
+// batch with others, and then fails at most one before it is
+// quarantined.
+//
 // If a shared batch fails, VerifyBatch checks its spends one by one; each
 // call gets the results of its own spends, and every peer whose spends
 // failed a signature or key check is quarantined: for a while its calls
@@ -63,7 +81,8 @@ const maxQuarantined = 4096
 // one per interval, so that a peer sending bad spends cannot push honest
 // callers onto single checks, nor take more than a sliver of the CPU. A
 // quarantined peer's call that cannot get its turn within the wait is
-// answered RATE_LIMITED.
+// answered RATE_LIMITED. A quarantined peer must make a good call again
+// before it rejoins shared batches.
 //
 // Quarantine and rate limits run on the real (monotonic) clock; the clock
 // option sets only the time at which keyset windows are checked.
@@ -92,6 +111,7 @@ type BatchVerifier struct {
 	arrived  chan struct{} // closed and replaced when a call is queued or cancelled
 	active   int
 	quar     map[peer.ID]*quarantine
+	proven   map[peer.ID]time.Time // peers with a good call, and when their last one was
 
 	stats batchCounters
 }
@@ -116,7 +136,7 @@ type quarantine struct {
 }
 
 type batchCounters struct {
-	batches, items, shared, failed, alone, limited, offences atomic.Int64
+	batches, items, shared, failed, alone, limited, offences, unproven atomic.Int64
 }
 
 // BatchStats are counters of a [BatchVerifier] since it was made.
@@ -124,7 +144,8 @@ type BatchStats struct {
 	// Batches is the number of VerifyBatch runs over shared batches, and
 	// Items the spends they held: Items/Batches is the mean batch size.
 	Batches, Items int64
-	// Shared counts batches of more than one call.
+	// Shared counts batches of more than one call of peers with a good
+	// call (the calls of a new peer batched together are not counted).
 	Shared int64
 	// Failed counts shared batches that failed and were checked spend by
 	// spend.
@@ -134,6 +155,9 @@ type BatchStats struct {
 	Alone, Limited int64
 	// Offences counts calls whose spends failed a signature or key check.
 	Offences int64
+	// Unproven counts calls of peers without a good call yet, verified
+	// apart from other peers' calls.
+	Unproven int64
 }
 
 // BatchOption configures [NewBatchVerifier].
@@ -198,6 +222,7 @@ func NewBatchVerifier(v *coin.Verifier, opts ...BatchOption) *BatchVerifier {
 		target:    DefaultBatchTarget,
 		arrived:   make(chan struct{}),
 		quar:      make(map[peer.ID]*quarantine),
+		proven:    make(map[peer.ID]time.Time),
 	}
 	for _, o := range opts {
 		o(b)
@@ -216,6 +241,7 @@ func (b *BatchVerifier) Stats() BatchStats {
 		Alone:    b.stats.alone.Load(),
 		Limited:  b.stats.limited.Load(),
 		Offences: b.stats.offences.Load(),
+		Unproven: b.stats.unproven.Load(),
 	}
 }
 
@@ -242,6 +268,20 @@ type Announced struct {
 func (b *BatchVerifier) Announce() *Announced {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.incoming++
+	return &Announced{b: b}
+}
+
+// AnnounceFrom is [BatchVerifier.Announce] for a call from peer from. A
+// call that will not join a shared batch (its peer has had no good call,
+// or is quarantined) is not announced, so that no batch waits for it.
+func (b *BatchVerifier) AnnounceFrom(from peer.ID) *Announced {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if q := b.quar[from]; !b.isProven(from, now) || q != nil && now.Before(q.until) {
+		return &Announced{b: b, done: true}
+	}
 	b.incoming++
 	return &Announced{b: b}
 }
@@ -297,8 +337,9 @@ func (b *BatchVerifier) VerifyAnnounced(ctx context.Context, from peer.ID, items
 	b.arrival(time.Now())
 	b.pending = append(b.pending, j)
 	b.items += len(items)
-	a.arrive()
-	if a == nil {
+	if a != nil && !a.done {
+		a.arrive() // wakes the gatherers
+	} else {
 		b.wakeGatherers()
 	}
 	if b.active < b.slots {
@@ -354,10 +395,10 @@ func (b *BatchVerifier) lead(own *verifyJob) {
 			b.wait(own)
 			return
 		}
-		if b.gather() {
-			batch := b.take()
+		if !b.isProven(b.pending[0].peer, time.Now()) || b.gather() {
+			batch, apart := b.take()
 			b.mu.Unlock()
-			b.run(batch)
+			b.run(batch, apart)
 			continue
 		}
 		b.mu.Unlock()
@@ -458,29 +499,65 @@ func signal(j *verifyJob) {
 	}
 }
 
-// take removes jobs from the front of the queue, up to maxBatch spends
-// (at least one job). b.mu must be held.
-func (b *BatchVerifier) take() []*verifyJob {
-	n, total := 0, 0
-	for n < len(b.pending) {
-		k := len(b.pending[n].items)
-		if n > 0 && total+k > b.maxBatch {
-			break
+// take removes the next batch from the queue. If the first job queued is
+// of a peer without a good call, the batch is that job and the other jobs
+// of the same peer (apart is then true); otherwise it is the first job and
+// the next jobs of peers with a good call. Either way it holds up to
+// maxBatch spends (at least one job). Jobs left keep their order. b.mu
+// must be held.
+func (b *BatchVerifier) take() (batch []*verifyJob, apart bool) {
+	now := time.Now()
+	first := b.pending[0]
+	apart = !b.isProven(first.peer, now)
+	rest := b.pending[:0]
+	total := 0
+	for i, j := range b.pending {
+		k := len(j.items)
+		mine := apart && j.peer == first.peer || !apart && b.isProven(j.peer, now)
+		fits := i == 0 || (total+k <= b.maxBatch && mine)
+		if fits {
+			batch = append(batch, j)
+			total += k
+		} else {
+			rest = append(rest, j)
 		}
-		total += k
-		n++
 	}
-	batch := make([]*verifyJob, n)
-	copy(batch, b.pending)
+	clear(b.pending[len(rest):])
+	b.pending = rest
 	b.items -= total
 	// A job asked to lead but taken here still wakes up to lead; it then
 	// finds itself done and passes the slot on.
-	b.pending = append(b.pending[:0], b.pending[n:]...)
-	return batch
+	return batch, apart
 }
 
-// run verifies a batch and hands each job its results.
-func (b *BatchVerifier) run(batch []*verifyJob) {
+// isProven reports whether p has had a good call lately. b.mu must be
+// held.
+func (b *BatchVerifier) isProven(p peer.ID, now time.Time) bool {
+	t, ok := b.proven[p]
+	return ok && now.Sub(t) < provenFor
+}
+
+// prove records a good call of p. b.mu must be held.
+func (b *BatchVerifier) prove(p peer.ID, now time.Time) {
+	if _, ok := b.proven[p]; !ok && len(b.proven) >= maxProven {
+		for q, t := range b.proven {
+			if now.Sub(t) >= provenFor {
+				delete(b.proven, q)
+			}
+		}
+		for q := range b.proven { // random order
+			if len(b.proven) < maxProven*3/4 {
+				break
+			}
+			delete(b.proven, q)
+		}
+	}
+	b.proven[p] = now
+}
+
+// run verifies a batch and hands each job its results. apart marks a
+// batch of one peer without a good call.
+func (b *BatchVerifier) run(batch []*verifyJob, apart bool) {
 	var items []coin.Item
 	if len(batch) == 1 {
 		items = batch[0].items
@@ -488,7 +565,13 @@ func (b *BatchVerifier) run(batch []*verifyJob) {
 		for _, j := range batch {
 			items = append(items, j.items...)
 		}
+	}
+	shared := len(batch) > 1 && !apart
+	if shared {
 		b.stats.shared.Add(1)
+	}
+	if apart {
+		b.stats.unproven.Add(int64(len(batch)))
 	}
 	b.stats.batches.Add(1)
 	b.stats.items.Add(int64(len(items)))
@@ -497,7 +580,9 @@ func (b *BatchVerifier) run(batch []*verifyJob) {
 	var be *coin.BatchError
 	if errors.As(err, &be) {
 		errs = be.Errs
-		b.stats.failed.Add(1)
+		if shared {
+			b.stats.failed.Add(1)
+		}
 	}
 	now := time.Now()
 	b.mu.Lock()
@@ -511,9 +596,12 @@ func (b *BatchVerifier) run(batch []*verifyJob) {
 					break
 				}
 			}
-			if offence(j.errs) {
-				b.offend(j.peer, now)
-			}
+		}
+		switch {
+		case offence(j.errs):
+			b.offend(j.peer, now)
+		case j.errs == nil:
+			b.prove(j.peer, now)
 		}
 		off += len(j.items)
 		j.done = true
@@ -537,6 +625,7 @@ func offence(errs []error) bool {
 // offend quarantines p. b.mu must be held.
 func (b *BatchVerifier) offend(p peer.ID, now time.Time) {
 	b.stats.offences.Add(1)
+	delete(b.proven, p)
 	q := b.quar[p]
 	if q == nil {
 		if len(b.quar) >= maxQuarantined {
@@ -612,8 +701,11 @@ func (b *BatchVerifier) verifyAlone(ctx context.Context, from peer.ID, items []c
 	q := b.quar[from]
 	q.busy = false
 	q.next = now.Add(b.qInterval)
-	if offence(errs) {
+	switch {
+	case offence(errs):
 		b.offend(from, now)
+	case err == nil && !now.Before(q.until):
+		b.prove(from, now) // a good call once the quarantine is over
 	}
 	b.mu.Unlock()
 	return err

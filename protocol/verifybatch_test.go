@@ -86,6 +86,13 @@ func TestBatchVerifierForger(t *testing.T) {
 		WithQuarantineRate(interval, 2*interval), WithBatchWindow(20*time.Millisecond, 32))
 	ctx := context.Background()
 
+	// Both peers have had a good call, so that they share batches.
+	for i, p := range []peer.ID{"honest", "forger"} {
+		if err := bv.Verify(ctx, p, f.items[11+i:12+i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Hold the only slot so that the next calls queue into one batch.
 	block := bv.Announce()
 	results := make([]error, 10)
@@ -171,9 +178,16 @@ func TestBatchVerifierForger(t *testing.T) {
 // TestBatchVerifierWaitsForAnnounced: a slot waits, within its window, for
 // a call that was announced, and verifies it in the same batch.
 func TestBatchVerifierWaitsForAnnounced(t *testing.T) {
-	f := newBatchFixture(t, 2)
+	f := newBatchFixture(t, 4)
 	bv := NewBatchVerifier(f.v, WithVerifySlots(1), WithBatchWindow(time.Second, 2))
 	ctx := context.Background()
+	// Both peers have had a good call, so that they share batches.
+	for i, p := range []peer.ID{"first", "second"} {
+		if err := bv.Verify(ctx, p, f.items[2+i:3+i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := bv.Stats()
 	a := bv.Announce()
 	done := make(chan error)
 	go func() { done <- bv.Verify(ctx, "first", f.items[:1]) }()
@@ -184,7 +198,7 @@ func TestBatchVerifierWaitsForAnnounced(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if st := bv.Stats(); st.Batches != 1 || st.Shared != 1 {
+	if st := bv.Stats(); st.Batches-before.Batches != 1 || st.Shared-before.Shared != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	// A cancelled announcement does not hold anyone up.

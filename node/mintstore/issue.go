@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/internal/crashpoint"
 	"github.com/scripnet/scrip/protocol"
 )
 
@@ -169,11 +170,13 @@ func (s *Store) CommitIssue(ctx context.Context, funding [32]byte, unit string, 
 			return err
 		}
 		out = res
+		crashpoint.Hit("mint/issue/before-commit")
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	crashpoint.Hit("mint/issue/after-commit")
 	return out, nil
 }
 

@@ -91,6 +91,16 @@ type Keys struct {
 	mu sync.Mutex // one admin change at a time, so store and ring agree
 }
 
+// Format redacts: Keys holds the mint's identity key, which signs every
+// keyset. (A pointer receiver: Keys holds a mutex and is never copied.)
+func (k *Keys) Format(f fmt.State, verb rune) {
+	var pub []byte
+	if k != nil && len(k.identity) == ed25519.PrivateKeySize {
+		pub = k.identity[32:40] // the public key's first bytes
+	}
+	fmt.Fprintf(f, "mintstore.Keys{identity public key: %x...}", pub)
+}
+
 // KeysOption configures [OpenKeys].
 type KeysOption func(*Keys)
 

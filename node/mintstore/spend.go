@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/internal/crashpoint"
 	"github.com/scripnet/scrip/protocol"
 	"github.com/scripnet/scrip/protocol/pb"
 )
@@ -237,11 +238,13 @@ func (s *Store) CreditDeposits(ctx context.Context, server peer.ID, records []pr
 			return err
 		}
 		out = res
+		crashpoint.Hit("mint/deposit/before-commit")
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	crashpoint.Hit("mint/deposit/after-commit")
 	return out, nil
 }
 

@@ -19,7 +19,7 @@ import (
 
 // plan is how an allocation sorts its shares.
 type plan struct {
-	held     []uint32 // closed and live: lease extended
+	held     []uint32 // closed and live: lease extended if at most the allocation's size
 	reopened []uint32 // open, of this writer, same size: lease extended
 	fresh    []uint32 // new
 	need     uint64   // bytes the new shares take
@@ -153,10 +153,12 @@ func (s *Store) planWithCollect(ctx context.Context, a *protocol.Allocation, res
 
 // Allocate creates a's new shares, open for Write by a.Writer, and extends
 // by a.Lease (from their current end, or from now if that is later) the
-// leases of the shares it holds closed and of the shares a.Writer has
-// open with the same size. A share another writer has open is in neither
-// list. Everything is durable before Allocate returns, all or nothing.
-// Errors: [ErrNoSpace], [ErrInvalid].
+// leases of the shares it holds closed that are at most a.Size bytes
+// (what the allocation pays for; a larger one is listed in AlreadyHave
+// and left as it is) and of the shares a.Writer has open with the same
+// size. A share another writer has open is in neither list. Everything is
+// durable before Allocate returns, all or nothing. Errors: [ErrNoSpace],
+// [ErrInvalid].
 func (s *Store) Allocate(ctx context.Context, a *protocol.Allocation) (*protocol.Allocated, error) {
 	p, err := s.planWithCollect(ctx, a, true)
 	if err != nil {
@@ -178,6 +180,12 @@ func (s *Store) Allocate(ctx context.Context, a *protocol.Allocation) (*protocol
 			}
 			if old.state == stateOpen && (old.writer != a.Writer || old.size != a.Size) {
 				return nil // collected and allocated again meanwhile
+			}
+			if old.state == stateClosed && old.size > a.Size {
+				// Paid for a.Size bytes: listed, not renewed.
+				latest = max(latest, old.expires)
+				out.AlreadyHave = append(out.AlreadyHave, n)
+				return nil
 			}
 			r := *old
 			r.expires = expiresAt(later(old.leaseEnd(), now), a.Lease)
@@ -278,7 +286,11 @@ func (s *Store) openAlloc(writer peer.ID, k key) (*alloc, error) {
 }
 
 // Write writes data at offset into share of si, which writer must have
-// open. The write must lie inside the allocated size ([ErrOutOfBounds]).
+// open. The write must lie inside the allocated size ([ErrOutOfBounds]),
+// and within the share's write budget (protocol.WriteBudget of its size,
+// each write counted as protocol.WriteCharge of its length:
+// [ErrWriteBudget]); the count is kept in memory, from the allocation or
+// from the last [Open].
 // With [WithSyncWrites] on (the default) the data is on disk when Write
 // returns. Writes to different shares run in parallel.
 func (s *Store) Write(ctx context.Context, writer peer.ID, si [protocol.StorageIndexSize]byte, share uint32, offset uint64, data []byte) error {
@@ -301,6 +313,11 @@ func (s *Store) Write(ctx context.Context, writer peer.ID, si [protocol.StorageI
 	if al.state.Load() != allocOpen { // closed or abandoned meanwhile
 		return fmt.Errorf("%w: share %v", ErrNotOpen, k)
 	}
+	charge := protocol.WriteCharge(len(data))
+	if budget := protocol.WriteBudget(al.size); al.written > budget || charge > budget-al.written {
+		return fmt.Errorf("%w: share %v, %d bytes", ErrWriteBudget, k, budget)
+	}
+	al.written += charge
 	f, err := s.openIncoming(al, k)
 	if err != nil {
 		return err

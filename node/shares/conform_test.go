@@ -53,6 +53,9 @@ func TestConformsToMemBackend(t *testing.T) {
 				shares = append(shares, m)
 			}
 			lease := time.Duration(1+rng.IntN(3)) * time.Hour
+			if rng.IntN(4) == 0 {
+				size /= 2 // a held share may be larger than the allocation
+			}
 			a := newAlloc(w, idx, size, lease, shares...)
 			require.Equal(t, class(ref.CheckAllocate(ctx, a)), class(got.CheckAllocate(ctx, a)), "step %d: CheckAllocate", step)
 			want, werr := ref.Allocate(ctx, a)
@@ -80,8 +83,20 @@ func TestConformsToMemBackend(t *testing.T) {
 			require.Equal(t, want, have, "step %d: List", step)
 		case 6:
 			lease := time.Duration(1+rng.IntN(3)) * time.Hour
-			want, werr := ref.AddLease(ctx, idx, lease)
-			have, herr := got.AddLease(ctx, idx, lease)
+			// The shares priced: what List says, sometimes only some of
+			// them, or with a size that is not the share's.
+			priced, err := ref.List(ctx, idx)
+			require.NoError(t, err)
+			switch rng.IntN(4) {
+			case 0:
+				priced = priced[:rng.IntN(len(priced)+1)]
+			case 1:
+				if len(priced) > 0 {
+					priced[rng.IntN(len(priced))].Size++
+				}
+			}
+			want, werr := ref.AddLease(ctx, idx, priced, lease)
+			have, herr := got.AddLease(ctx, idx, priced, lease)
 			require.Equal(t, class(werr), class(herr), "step %d: AddLease", step)
 			require.Equal(t, want, have, "step %d: AddLease", step)
 		case 7:

@@ -25,6 +25,10 @@ var (
 	// ErrOutOfBounds reports a write outside the allocated size or a read
 	// offset past the end of a share. It wraps protocol.ErrBadRequest.
 	ErrOutOfBounds = fmt.Errorf("shares: outside the share: %w", protocol.ErrBadRequest)
+	// ErrWriteBudget reports a write past an open share's write budget:
+	// the allocation paid for writing the share, not for rewriting it
+	// without end. It wraps protocol.ErrBadRequest.
+	ErrWriteBudget = fmt.Errorf("shares: writes past the share's write budget: %w", protocol.ErrBadRequest)
 	// ErrInvalid reports an argument out of range: no or too many share
 	// numbers, a share number twice or too large, a zero size, a lease out
 	// of range, a write or read too large, a reason too long. It wraps

@@ -117,10 +117,13 @@ func (s *Store) Read(ctx context.Context, si [protocol.StorageIndexSize]byte, sh
 	return buf[:got], nil
 }
 
-// AddLease extends by lease the lease of every closed share of si, from
-// its current end or from now if that is later, and returns the latest
-// lease end; [ErrNotFound] if no share of si is held.
-func (s *Store) AddLease(ctx context.Context, si [protocol.StorageIndexSize]byte, lease time.Duration) (time.Time, error) {
+// AddLease extends by lease the lease of each share of si listed in
+// shares (as List returned them) that is still closed, live and of the
+// size listed, from its current end or from now if that is later, and
+// returns the latest lease end; [ErrNotFound] if none of them is held.
+// Shares not listed, or changed since, are left as they are: the call
+// was priced on the shares listed.
+func (s *Store) AddLease(ctx context.Context, si [protocol.StorageIndexSize]byte, shares []protocol.ShareInfo, lease time.Duration) (time.Time, error) {
 	if err := s.live(ctx); err != nil {
 		return time.Time{}, err
 	}
@@ -136,17 +139,18 @@ func (s *Store) AddLease(ctx context.Context, si [protocol.StorageIndexSize]byte
 			r, old *record
 		}
 		var changes []change
-		c := tx.Bucket(bucketShares).Cursor()
-		for kb, v := c.Seek(si[:]); kb != nil && bytes.HasPrefix(kb, si[:]); kb, v = c.Next() {
-			k, err := keyFrom(kb)
+		seen := make(map[uint32]bool, len(shares))
+		for _, sh := range shares {
+			if seen[sh.Number] {
+				continue
+			}
+			seen[sh.Number] = true
+			k := key{si, sh.Number}
+			old, err := getRecord(tx, k)
 			if err != nil {
 				return err
 			}
-			old, err := decodeRecord(v)
-			if err != nil {
-				return err
-			}
-			if old.state != stateClosed || !old.live(now) {
+			if old == nil || old.state != stateClosed || !old.live(now) || old.size != sh.Size {
 				continue
 			}
 			r := *old

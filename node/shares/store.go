@@ -53,7 +53,8 @@ type alloc struct {
 	writer  peer.ID
 	size    uint64
 	state   atomic.Int32
-	created bool // the incoming file exists
+	created bool   // the incoming file exists
+	written uint64 // charged against the write budget; guarded by mu
 
 	expires int64 // lease end, Unix ns; guarded by Store.mu
 	active  int64 // last Allocate or Write, Unix ns; guarded by Store.mu

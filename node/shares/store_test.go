@@ -372,12 +372,14 @@ func TestLeasesAndCollector(t *testing.T) {
 	e.upload(t, alice, si(2), 3*time.Hour, map[uint32][]byte{0: pattern(2, 50)})
 
 	e.clock.Advance(30 * time.Minute)
-	until, err := e.AddLease(ctx, idx, 2*time.Hour)
+	held, err := e.List(ctx, idx)
+	require.NoError(t, err)
+	until, err := e.AddLease(ctx, idx, held, 2*time.Hour)
 	require.NoError(t, err)
 	assert.Equal(t, t0.Add(3*time.Hour), until, "extended from the current end")
-	_, err = e.AddLease(ctx, si(9), time.Hour)
+	_, err = e.AddLease(ctx, si(9), held, time.Hour)
 	assert.ErrorIs(t, err, ErrNotFound)
-	_, err = e.AddLease(ctx, idx, 0)
+	_, err = e.AddLease(ctx, idx, held, 0)
 	assert.ErrorIs(t, err, ErrInvalid)
 
 	// Allocating a held share extends it too.
@@ -393,7 +395,7 @@ func TestLeasesAndCollector(t *testing.T) {
 	assert.Equal(t, []protocol.ShareInfo{{Number: 1, Size: 100, LeaseExpires: t0.Add(4 * time.Hour)}}, list)
 	_, err = e.Read(ctx, si(2), 0, 0, 1)
 	assert.ErrorIs(t, err, ErrNotFound, "gone when the lease ends, before collection")
-	_, err = e.AddLease(ctx, si(2), time.Hour)
+	_, err = e.AddLease(ctx, si(2), []protocol.ShareInfo{{Number: 0, Size: 50}}, time.Hour)
 	assert.ErrorIs(t, err, ErrNotFound)
 	assert.Equal(t, uint64(350), e.Usage().Stored+e.Usage().Allocated, "space not reused until collected")
 

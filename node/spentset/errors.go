@@ -26,9 +26,12 @@ var (
 	// request. It wraps protocol.ErrBadRequest.
 	ErrTooManySpends = fmt.Errorf("spentset: too many spends: %w", protocol.ErrBadRequest)
 	// ErrBearerCap reports a request whose bearer coins would raise the
-	// undeposited bearer value above the cap set with [WithBearerCap].
-	// The server should deposit before it accepts more bearer coins.
-	ErrBearerCap = errors.New("spentset: undeposited bearer value at its cap")
+	// undeposited bearer value above the cap set with [WithBearerCap];
+	// nothing is recorded. The server should deposit before it accepts
+	// more bearer coins. It wraps protocol.ErrRateLimited: the call is
+	// answered RATE_LIMITED (the client pays with designated coins, or
+	// retries later).
+	ErrBearerCap = fmt.Errorf("spentset: undeposited bearer value at its cap: %w", protocol.ErrRateLimited)
 	// ErrNotFound reports a request that is not recorded. It wraps
 	// protocol.ErrNotFound.
 	ErrNotFound = fmt.Errorf("spentset: no such request: %w", protocol.ErrNotFound)

@@ -38,8 +38,9 @@ const (
 	DepositStatus_DEPOSIT_INVALID      DepositStatus = 4
 	DepositStatus_DEPOSIT_EXPIRED      DepositStatus = 5
 	DepositStatus_DEPOSIT_REVOKED      DepositStatus = 6
-	// DEPOSIT_NOT_TAKEN (Swap only): the coin is valid and unspent, and was
-	// left unspent because another input of the swap was refused.
+	// DEPOSIT_NOT_TAKEN: the coin was left unspent. In a Swap, it is valid
+	// and another input was refused. In a Deposit, the mint did not look at
+	// it, after spends before it failed verification; deposit it again.
 	DepositStatus_DEPOSIT_NOT_TAKEN DepositStatus = 7
 )
 
