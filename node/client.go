@@ -144,7 +144,9 @@ type ClientConfig struct {
 	// [DefaultDownloadParallelism].
 	UploadParallelism, DownloadParallelism int
 	// Budget bounds what uploads, downloads and all payments together may
-	// cost. Default: no bounds.
+	// cost. Default: no bounds, except that without a download budget one
+	// download may spend at most 1/[DefaultDownloadShare] of the wallet's
+	// unspent value.
 	Budget pricing.Budget
 	// PoolServers is how many of the most used servers get a pool of
 	// designated coins; a negative value disables pools. Default:

@@ -63,7 +63,7 @@ func (c *Client) Get(ctx context.Context, capability string, w io.Writer) (*GetR
 		capab: capab,
 		si:    si,
 		size:  uint64(capab.ShareSize()),
-		bill:  &opBill{op: pricing.OpDownload},
+		bill:  &opBill{op: pricing.OpDownload, cap: c.downloadCap(ctx)},
 		good:  make(map[int][]byte),
 		from:  make(map[int]peer.ID),
 		busy:  make(map[int]bool),
@@ -303,4 +303,24 @@ func (d *download) corrupt(ctx context.Context, server peer.ID, n int, why error
 	}
 	err := c.storage.AdviseCorrupt(context.WithoutCancel(ctx), server, &pb.AdviseCorrupt{StorageIndex: d.si[:], ShareNumber: uint32(n), Reason: reason})
 	c.observeCall("advise_corrupt", server, err, nil)
+}
+
+// DefaultDownloadShare bounds a download when no download budget is set:
+// it may spend at most 1/DefaultDownloadShare of the wallet's unspent
+// value at its start. Downloads walk every server of the ring, expensive
+// ones included, and a fresh session has no price history, so without a
+// bound servers that raise their prices could be paid whatever they ask.
+const DefaultDownloadShare = 100
+
+// downloadCap is the most one download may pay: no cap beyond the budget
+// when a download budget is set, else a share of the unspent value.
+func (c *Client) downloadCap(ctx context.Context) uint64 {
+	if c.cfg.Budget.Download != 0 {
+		return 0
+	}
+	b, err := c.wallet.Balance(ctx)
+	if err != nil {
+		return 1
+	}
+	return max(1, b.Unspent/DefaultDownloadShare)
 }

@@ -48,10 +48,23 @@ var _ protocol.Payer = (*clientPayer)(nil)
 // opBill is what one operation (an upload or a download) has paid so far;
 // the market's budgets are checked against it.
 type opBill struct {
-	op pricing.Op
+	op  pricing.Op
+	cap uint64 // the most the operation may pay; 0: only the budgets bound it
 
 	mu    sync.Mutex
 	spent uint64
+}
+
+// allow refuses a payment that would take the operation past its cap.
+func (b *opBill) allow(amount uint64, unit string) error {
+	if b.cap == 0 {
+		return nil
+	}
+	if spent := b.total(); spent+amount > b.cap || spent+amount < spent {
+		return fmt.Errorf("%w: this %s may cost at most %d %s (%d paid, %d asked); set a budget to allow more",
+			pricing.ErrOverBudget, b.op, b.cap, unit, spent, amount)
+	}
+	return nil
 }
 
 func (b *opBill) add(v uint64) {
@@ -104,6 +117,9 @@ func (p *clientPayer) Pay(ctx context.Context, server peer.ID, requestID []byte,
 	}
 	if b := billFrom(ctx); b != nil && b.op != nil {
 		if err := c.market.Allow(b.op.op, b.op.total(), amount); err != nil {
+			return nil, err
+		}
+		if err := b.op.allow(amount, c.unit); err != nil {
 			return nil, err
 		}
 	}
@@ -189,6 +205,11 @@ func (c *Client) policy(ctx context.Context, o *protocol.Offer) error {
 	}
 	if b := billFrom(ctx); b != nil && b.limit > 0 && o.Quote > b.limit {
 		return fmt.Errorf("%w: server %s asks %d %s, above the most this call may cost, %d", protocol.ErrGaveUp, o.Server, o.Quote, c.unit, b.limit)
+	}
+	if b := billFrom(ctx); b != nil && b.op != nil {
+		if err := b.op.allow(o.Quote, c.unit); err != nil {
+			return err
+		}
 	}
 	return nil
 }
