@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,7 +74,9 @@ func ReadAnnouncements(path string) ([]Announcement, error) {
 		return nil, fmt.Errorf("announcements file %s is over %d bytes", path, MaxAnnouncementsSize)
 	}
 	var out []Announcement
-	dec := json.NewDecoder(f)
+	// The size was checked above, but a FIFO or a growing file gets past
+	// Stat: bound the read itself too.
+	dec := json.NewDecoder(io.LimitReader(f, MaxAnnouncementsSize))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&out); err != nil {
 		return nil, fmt.Errorf("announcements file %s: %w", path, err)

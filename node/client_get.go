@@ -257,7 +257,9 @@ func (d *download) ask(ctx context.Context, server peer.ID) {
 // implies, one paid Read of at most protocol.MaxReadSize at a time.
 func (d *download) read(ctx context.Context, server peer.ID, n uint32) ([]byte, error) {
 	c := d.c
-	out := make([]byte, 0, d.size)
+	// The size comes from the capability, which nothing has authenticated
+	// yet: grow with the data the server actually sends.
+	out := make([]byte, 0, min(d.size, protocol.MaxReadSize))
 	for off := uint64(0); off < d.size; {
 		length := min(d.size-off, protocol.MaxReadSize)
 		b := &callBill{op: d.bill}
