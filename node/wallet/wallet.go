@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -113,6 +114,11 @@ func open(path string, mint Mint, seed *[SeedSize]byte, opts []Option) (*Wallet,
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
 	if err != nil {
+		return nil, fmt.Errorf("wallet: open: %w", err)
+	}
+	// The file holds the seed: narrow one created by other means.
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("wallet: open: %w", err)
 	}
 	w := &Wallet{
