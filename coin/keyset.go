@@ -127,13 +127,8 @@ func (k *Keyset) Amounts() []uint64 {
 // encodeUnsigned returns the canonical unsigned encoding, checking every
 // field range (not the keys).
 func (k *Keyset) encodeUnsigned() ([]byte, error) {
-	if len(k.Unit) == 0 || len(k.Unit) > MaxUnitLen {
-		return nil, fmt.Errorf("%w: unit length %d", ErrMalformed, len(k.Unit))
-	}
-	for i := 0; i < len(k.Unit); i++ {
-		if !unitChar(k.Unit[i]) {
-			return nil, fmt.Errorf("%w: unit character", ErrMalformed)
-		}
+	if err := CheckUnit(k.Unit); err != nil {
+		return nil, err
 	}
 	if len(k.MintKey) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: mint key length", ErrMalformed)
@@ -161,6 +156,21 @@ func (k *Keyset) encodeUnsigned() ([]byte, error) {
 		b = append(b, d.Key[:]...)
 	}
 	return b, nil
+}
+
+// CheckUnit applies the rule for unit names: 1 to [MaxUnitLen] bytes of
+// A-Z, a-z, 0-9, '-', '_' and '.'. It returns an error wrapping
+// [ErrMalformed] otherwise.
+func CheckUnit(u string) error {
+	if len(u) == 0 || len(u) > MaxUnitLen {
+		return fmt.Errorf("%w: unit length %d", ErrMalformed, len(u))
+	}
+	for i := 0; i < len(u); i++ {
+		if !unitChar(u[i]) {
+			return fmt.Errorf("%w: unit character", ErrMalformed)
+		}
+	}
+	return nil
 }
 
 func unitChar(c byte) bool {

@@ -255,7 +255,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 			return nil, err
 		}
 	}
-	if err := clientWriteFile(filepath.Join(cfg.Dir, ClientMintFile), clientJSON(mintAnn), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(cfg.Dir, ClientMintFile), clientJSON(mintAnn), 0o600); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	w, err := wallet.Open(filepath.Join(cfg.Dir, ClientWalletFile), wallet.Mint{Key: mintKey, Peer: []byte(mintAI.ID)},

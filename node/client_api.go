@@ -130,11 +130,11 @@ func startClientAPI(c *Client, addr string) (*clientAPI, error) {
 	rand.Read(tok)
 	a := &clientAPI{c: c, url: "http://" + ln.Addr().String(), token: hex.EncodeToString(tok)}
 	a.srv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
-	if err := clientWriteFile(filepath.Join(c.cfg.Dir, ClientTokenFile), []byte(a.token+"\n"), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(c.cfg.Dir, ClientTokenFile), []byte(a.token+"\n"), 0o600); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	if err := clientWriteFile(filepath.Join(c.cfg.Dir, ClientAPIFile), []byte(a.url+"\n"), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(c.cfg.Dir, ClientAPIFile), []byte(a.url+"\n"), 0o600); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -579,32 +579,6 @@ func (a *clientAPI) wait(w http.ResponseWriter, r *http.Request) {
 }
 
 // ---- small helpers ----
-
-// clientWriteFile writes a file atomically: a temporary file, synced, then
-// renamed over path.
-func clientWriteFile(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
 
 // clientJSON encodes v, which cannot fail to encode.
 func clientJSON(v any) []byte {

@@ -396,7 +396,7 @@ func (c *Client) writeJournal(j *swapJournal) error {
 	if err := os.MkdirAll(filepath.Join(c.cfg.Dir, clientSwapDir), 0o700); err != nil {
 		return err
 	}
-	return clientWriteFile(c.journalPath(j.RequestID), clientJSON(j), 0o600)
+	return writeFileAtomic(c.journalPath(j.RequestID), clientJSON(j), 0o600)
 }
 
 func (c *Client) deleteJournal(j *swapJournal) {

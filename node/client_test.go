@@ -360,7 +360,7 @@ func TestClientRestore(t *testing.T) {
 	w, err := wallet.Restore(dir2+"/"+ClientWalletFile, phrase, wallet.Mint{Key: mintKey, Peer: []byte(g.mintHost.ID())})
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
-	require.NoError(t, clientWriteFile(dir2+"/"+ClientRestoreFile, []byte("x"), 0o600))
+	require.NoError(t, writeFileAtomic(dir2+"/"+ClientRestoreFile, []byte("x"), 0o600))
 	c2 := g.client(dir2, nil)
 	after, err := c2.wallet.Balance(ctx)
 	require.NoError(t, err)

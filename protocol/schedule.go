@@ -102,17 +102,11 @@ func scheduleFromPB(m *pb.Schedule) (Schedule, error) {
 	}, nil
 }
 
-// checkUnit applies the keyset rule for unit names: 1 to coin.MaxUnitLen
-// bytes of A-Z, a-z, 0-9, '-', '_' and '.'.
+// checkUnit applies the keyset rule for unit names ([coin.CheckUnit]),
+// answering with [ErrBadSchedule].
 func checkUnit(u string) error {
-	if len(u) == 0 || len(u) > coin.MaxUnitLen {
-		return fmt.Errorf("%w: unit length %d", ErrBadSchedule, len(u))
-	}
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%w: unit character", ErrBadSchedule)
-		}
+	if err := coin.CheckUnit(u); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSchedule, err) // %v: its class is ErrBadSchedule only
 	}
 	return nil
 }
