@@ -62,6 +62,10 @@ type Verifier struct {
 	// Window is the keyset window the coin must be inside: WindowSpend at a
 	// server, WindowDeposit at the mint. The zero Window admits no coin.
 	Window Window
+	// AnyDesignation admits coins designated to any server. Only the
+	// mint's recoup sets it: a coin of a revoked keyset is refused to
+	// every server, so its holder may recoup it whatever its designation.
+	AnyDesignation bool
 }
 
 // A Verifier holds no mutable state: one may serve concurrent calls.
@@ -118,7 +122,7 @@ func (v *Verifier) checkCoinDeferred(c *Coin, now time.Time, designation [32]byt
 	if !ok {
 		return ch, fmt.Errorf("%w: %d", ErrAmount, c.Amount)
 	}
-	if c.Designated != ([32]byte{}) && c.Designated != designation {
+	if c.Designated != ([32]byte{}) && c.Designated != designation && !v.AnyDesignation {
 		return ch, ErrDesignated
 	}
 	pub, err := decodeRoot(&c.Root)

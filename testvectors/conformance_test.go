@@ -3,6 +3,7 @@ package testvectors
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha512"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/edwards25519"
 	"github.com/hdevalence/ed25519consensus"
 	"github.com/scripnet/scrip/coin"
 	"github.com/scripnet/scrip/protocol"
@@ -77,6 +79,7 @@ var flagErrors = map[string]error{
 	"NoDenominations": coin.ErrMalformed, "TooManyDenominations": coin.ErrMalformed,
 	"CountMismatch": coin.ErrMalformed, "AmountNotPowerOfTwo": coin.ErrMalformed,
 	"NonCanonicalAnswer": coin.ErrMalformed, "BadClauseBit": coin.ErrMalformed,
+	"NonCanonicalFactor": coin.ErrMalformed,
 
 	"SmallOrderKey": coin.ErrBadKey, "IdentityKey": coin.ErrBadKey, "MixedOrderKey": coin.ErrBadKey,
 	"NonCanonicalKey": coin.ErrBadKey, "KeyNotOnCurve": coin.ErrBadKey, "RepeatedKey": coin.ErrBadKey,
@@ -101,8 +104,12 @@ var flagErrors = map[string]error{
 	"OtherDigest": coin.ErrBadSignature, "ModifiedSpendSignature": coin.ErrBadSignature,
 	"NonCanonicalSpendS": coin.ErrBadSignature, "WrongSpendKey": coin.ErrBadSignature,
 
-	"AmountNotInKeyset": coin.ErrAmount,
+	"AmountNotInKeyset": coin.ErrAmount, "OtherDenomination": coin.ErrAmount, "CoinOfOtherKeyset": coin.ErrAmount,
 	"DesignatedToOther": coin.ErrDesignated,
+
+	// Recoup proofs refused by hash.
+	"OtherSeed": errHashMismatch, "ModifiedFactor": errHashMismatch, "OtherNonce": errHashMismatch,
+	"OtherCoinKey": errHashMismatch, "OtherDesignation": errHashMismatch, "ForgedCoin": errHashMismatch,
 
 	// Package protocol.
 	"SpecExample": nil, "Exact": nil, "RoundUp": nil, "MaxQuote": nil, "WideProduct": nil, "Random": nil,
@@ -113,12 +120,18 @@ var flagErrors = map[string]error{
 	"Overflow": protocol.ErrPriceOverflow,
 }
 
+// errHashMismatch is the outcome of a recoup proof that is well-formed but
+// whose recomputed challenge hash differs from the row's. Package coin
+// returns the hash and leaves the comparison to its caller, so the runner
+// names this outcome itself.
+var errHashMismatch = errors.New("recoup: challenge hash differs from the row's")
+
 // sentinels are the errors of packages coin and protocol that the vectors
-// name; every failure wraps exactly one.
+// name, and the runner's errHashMismatch; every failure wraps exactly one.
 var sentinels = []error{
 	coin.ErrMalformed, coin.ErrBadKey, coin.ErrUnknownKeyset, coin.ErrOutsideWindow,
 	coin.ErrBadSignature, coin.ErrDesignated, coin.ErrAmount, coin.ErrNoExactChange,
-	protocol.ErrPriceOverflow,
+	protocol.ErrPriceOverflow, errHashMismatch,
 }
 
 func sentinelName(err error) string {
@@ -135,8 +148,11 @@ func sentinelName(err error) string {
 			return "coin." + n.name
 		}
 	}
-	if err == protocol.ErrPriceOverflow {
+	switch err {
+	case protocol.ErrPriceOverflow:
 		return "protocol.ErrPriceOverflow"
+	case errHashMismatch:
+		return "HashMismatch"
 	}
 	return ""
 }
@@ -147,6 +163,7 @@ var runners = map[string]func(t *testing.T, data []byte){
 	"coin_issue_test.json":     runIssue,
 	"coin_verify_test.json":    runCoinVerify,
 	"spend_verify_test.json":   runSpendVerify,
+	"recoup_test.json":         runRecoup,
 	"price_test.json":          runPrice,
 	"ring_test.json":           runRing,
 	"request_digest_test.json": runRequestDigest,
@@ -804,6 +821,216 @@ func runSpendVerify(t *testing.T, data []byte) {
 			}
 		}
 	}
+}
+
+// recoup_test.json
+
+type recoupGroup struct {
+	Keyset       hexBytes     `json:"keyset"`
+	MintKey      hexBytes     `json:"mintKey"`
+	KeysetSecret hexBytes     `json:"keysetSecret"`
+	Tests        []recoupTest `json:"tests"`
+}
+
+type recoupTest struct {
+	testCase
+	Seed             hexBytes `json:"seed"`
+	Nonce            hexBytes `json:"nonce"`
+	Amount           uint64   `json:"amount"`
+	KeysetID         hexBytes `json:"keysetId"`
+	CoinPub          hexBytes `json:"coinPub"`
+	Designated       hexBytes `json:"designated"`
+	Msg              hexBytes `json:"msg"`
+	Coin             hexBytes `json:"coin"`
+	PublicKey        hexBytes `json:"publicKey"`
+	RowChallengeHash hexBytes `json:"rowChallengeHash"`
+	R0               hexBytes `json:"R0"`
+	R1               hexBytes `json:"R1"`
+	Alpha0           hexBytes `json:"alpha0"`
+	Beta0            hexBytes `json:"beta0"`
+	Alpha1           hexBytes `json:"alpha1"`
+	Beta1            hexBytes `json:"beta1"`
+	R0Prime          hexBytes `json:"R0prime"`
+	R1Prime          hexBytes `json:"R1prime"`
+	C0               hexBytes `json:"c0"`
+	C1               hexBytes `json:"c1"`
+	ChallengeHash    hexBytes `json:"challengeHash"`
+}
+
+func runRecoup(t *testing.T, data []byte) {
+	f := decode(t, data, func(g *recoupGroup) []caser { return casers(g.Tests) })
+	for _, g := range f.TestGroups {
+		mintKey := ed25519.PublicKey(g.MintKey)
+		ks, keysets := groupKeyset(t, g.Keyset, g.MintKey)
+		sec, err := coin.ParseKeysetSecret(g.KeysetSecret, mintKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(sec.Keyset().Bytes(), g.Keyset) || !bytes.Equal(sec.Bytes(), g.KeysetSecret) {
+			t.Fatal("keyset secret does not match the group's keyset or its encoding")
+		}
+		// The mint's signers, by denomination key: a row is (key, nonce).
+		signers := make(map[[32]byte]*coin.Signer)
+		for _, a := range ks.Amounts() {
+			s, err := sec.Signer(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signers[s.Key()] = s
+		}
+		for i := range g.Tests {
+			runRecoupCase(t, ks, keysets, signers, &g.Tests[i])
+		}
+	}
+}
+
+// hashOutcome turns a recomputed hash into the case's outcome: nil if it is
+// the row's, errHashMismatch otherwise.
+func hashOutcome(h [32]byte, row []byte) error {
+	if !bytes.Equal(h[:], row) {
+		return errHashMismatch
+	}
+	return nil
+}
+
+func runRecoupCase(t *testing.T, ks *coin.Keyset, keysets coin.KeysetMap, signers map[[32]byte]*coin.Signer, tc *recoupTest) {
+	c := &tc.testCase
+	w, _ := want(c)
+	refused := w != nil && w != errHashMismatch // with an error, at its fault
+
+	// Which sides the case checks, and the values it must give.
+	factors := tc.Alpha0 != nil && tc.Beta0 != nil && tc.Alpha1 != nil && tc.Beta1 != nil
+	if !factors && (tc.Alpha0 != nil || tc.Beta0 != nil || tc.Alpha1 != nil || tc.Beta1 != nil) {
+		t.Errorf("tcId %d: some blinding factors but not all", c.TcID)
+	}
+	values := 0
+	for _, v := range []hexBytes{tc.R0Prime, tc.R1Prime, tc.C0, tc.C1, tc.ChallengeHash} {
+		if v != nil {
+			values++
+		}
+	}
+	switch {
+	case tc.Seed == nil && !factors:
+		t.Errorf("tcId %d: checks neither side (no seed, no factors)", c.TcID)
+	case c.Result == "valid" && (tc.Seed == nil || !factors):
+		t.Errorf("tcId %d: a valid case must check both sides", c.TcID)
+	case !refused && (values != 5 || !factors):
+		t.Errorf("tcId %d: a case not refused with an error lacks factors or recomputed values", c.TcID)
+	case refused && values != 0:
+		t.Errorf("tcId %d: a case refused with an error gives values after its fault", c.TcID)
+	}
+
+	cn, err := coin.ParseCoin(tc.Coin)
+	if err != nil {
+		t.Errorf("tcId %d: coin: %v", c.TcID, err)
+		return
+	}
+	eq(t, c, "keysetId", cn.KeysetID[:], tc.KeysetID)
+	eq(t, c, "coinPub", cn.Pub[:], tc.CoinPub)
+	eq(t, c, "designated", cn.Designated[:], tc.Designated)
+	eq(t, c, "msg", cn.Message(), tc.Msg)
+	if cn.Amount != tc.Amount {
+		t.Errorf("tcId %d: coin amount %d, vector has %d", c.TcID, cn.Amount, tc.Amount)
+	}
+	nonce, r0, r1 := [32]byte(tc.Nonce), [32]byte(tc.R0), [32]byte(tc.R1)
+	var proof coin.RecoupProof
+	if factors {
+		proof = coin.RecoupProof{
+			Nonce: nonce,
+			Alpha: [2][32]byte{[32]byte(tc.Alpha0), [32]byte(tc.Alpha1)},
+			Beta:  [2][32]byte{[32]byte(tc.Beta0), [32]byte(tc.Beta1)},
+		}
+	}
+	if values == 5 && factors {
+		checkRecoupValues(t, tc, &proof)
+	}
+
+	// Wallet side: derive the proof from the seed and compare its hash
+	// with the row's before sending anything.
+	if tc.Seed != nil {
+		p, h, err := coin.NewRecoupProof((*[32]byte)(tc.Seed), ks, cn, nonce, r0, r1)
+		if err == nil {
+			if key, _ := ks.Key(cn.Amount); !bytes.Equal(key[:], tc.PublicKey) {
+				t.Errorf("tcId %d: the wallet side succeeds for a coin whose key is not publicKey", c.TcID)
+			}
+			if factors && p != proof {
+				t.Errorf("tcId %d: wallet derives proof %x, vector has %x", c.TcID, p, proof)
+			}
+			eq(t, c, "wallet's challengeHash", h[:], tc.ChallengeHash)
+			if err = hashOutcome(h, tc.RowChallengeHash); err != nil {
+				err = fmt.Errorf("wallet: %w", err)
+			}
+		}
+		check(t, c, err)
+	}
+
+	// Mint side: the signer of the row's key recomputes the hash from the
+	// nonce, the factors and the coin.
+	if factors {
+		s, ok := signers[[32]byte(tc.PublicKey)]
+		if !ok {
+			t.Errorf("tcId %d: publicKey is not a key of the group's keyset", c.TcID)
+			return
+		}
+		mr0, mr1 := s.Begin(nonce)
+		eq(t, c, "mint's R0", mr0[:], tc.R0)
+		eq(t, c, "mint's R1", mr1[:], tc.R1)
+		h, err := s.RecoupHash(cn, &proof)
+		if err == nil {
+			eq(t, c, "mint's challengeHash", h[:], tc.ChallengeHash)
+			if err = hashOutcome(h, tc.RowChallengeHash); err != nil {
+				err = fmt.Errorf("mint: %w", err)
+			}
+		}
+		check(t, c, err)
+	}
+
+	// Recoup leaves the signatures to the spend check: a valid coin and a
+	// forged one both pass it, so only the hash tells them apart.
+	if c.Result == "valid" || slices.Contains(c.Flags, "ForgedCoin") {
+		v := &coin.Verifier{Keysets: keysets, Window: coin.WindowDeposit, AnyDesignation: true}
+		if err := v.VerifyCoin(cn, time.Unix(ks.NotBefore, 0)); err != nil {
+			t.Errorf("tcId %d: the coin does not verify: %v", c.TcID, err)
+		}
+		if !bothVerify(tc.PublicKey, tc.Msg, cn.Sig[:]) {
+			t.Errorf("tcId %d: the coin's signature fails an Ed25519 rule", c.TcID)
+		}
+	}
+}
+
+// checkRecoupValues recomputes R'_j, c_j and the challenge hash from the
+// case's values with the formulas of its header, apart from package coin.
+func checkRecoupValues(t *testing.T, tc *recoupTest, p *coin.RecoupProof) {
+	t.Helper()
+	c := &tc.testCase
+	a, err := new(edwards25519.Point).SetBytes(tc.PublicKey)
+	if err != nil {
+		t.Errorf("tcId %d: publicKey: %v", c.TcID, err)
+		return
+	}
+	var cs [2][32]byte
+	for j, r := range []hexBytes{tc.R0, tc.R1} {
+		rp, err1 := new(edwards25519.Point).SetBytes(r)
+		alpha, err2 := edwards25519.NewScalar().SetCanonicalBytes(p.Alpha[j][:])
+		beta, err3 := edwards25519.NewScalar().SetCanonicalBytes(p.Beta[j][:])
+		if err1 != nil || err2 != nil || err3 != nil {
+			t.Errorf("tcId %d: R%d or its factors do not decode", c.TcID, j)
+			return
+		}
+		rPrime := new(edwards25519.Point).VarTimeDoubleScalarBaseMult(beta, a, alpha)
+		rPrime.Add(rPrime, rp)
+		eq(t, c, fmt.Sprintf("R%dprime", j), rPrime.Bytes(), []hexBytes{tc.R0Prime, tc.R1Prime}[j])
+		hd := sha512.New()
+		hd.Write(rPrime.Bytes())
+		hd.Write(tc.PublicKey)
+		hd.Write(tc.Msg)
+		cj, _ := edwards25519.NewScalar().SetUniformBytes(hd.Sum(nil))
+		cj.Add(cj, beta)
+		copy(cs[j][:], cj.Bytes())
+		eq(t, c, fmt.Sprintf("c%d", j), cs[j][:], []hexBytes{tc.C0, tc.C1}[j])
+	}
+	h := coin.ChallengeHash(cs[0], cs[1])
+	eq(t, c, "challengeHash", h[:], tc.ChallengeHash)
 }
 
 // TestVectorsCurrent regenerates the vectors and compares them with the

@@ -19,6 +19,16 @@
 //     [coin.Verifier.VerifyCoin] at a given time and window.
 //   - spend_verify_test.json: spend encodings for [coin.ParseSpend],
 //     [coin.Verifier.VerifySpend] and [coin.Verifier.VerifyBatch].
+//   - recoup_test.json: recoup proofs of coins of a revoked keyset (SPEC.md
+//     §9 Recoup) for both sides: the wallet's [coin.NewRecoupProof] (from
+//     seed, nonce, keyset, coin and the commitments R0, R1 that Restore
+//     returns, the blinding factors and the challenge hash) and the mint's
+//     [coin.Signer.RecoupHash] (from the group's test keyset secret, as in
+//     coin_issue_test.json: R0, R1 from the nonce, then R'_0, R'_1, c0, c1
+//     and the hash from the revealed factors and the coin), each compared
+//     with the hash of the mint's row. A case gives seed when it checks the
+//     wallet side and the factors when it checks the mint side; one refused
+//     with an error has no values after its fault.
 //   - price_test.json: rates and usage for [protocol.Quote], every uint64 a
 //     decimal string, with each term and the quote computed exactly.
 //   - ring_test.json: storage indexes and servers (peer IDs of seeded
@@ -54,7 +64,8 @@
 //   - [coin.ErrMalformed]: Truncated, TrailingBytes, WrongVersion, BadUnit,
 //     WindowsOutOfOrder, NegativeTime, ExponentsNotIncreasing,
 //     ExponentTooLarge, NoDenominations, TooManyDenominations, CountMismatch,
-//     AmountNotPowerOfTwo, NonCanonicalAnswer, BadClauseBit.
+//     AmountNotPowerOfTwo, NonCanonicalAnswer, BadClauseBit,
+//     NonCanonicalFactor.
 //   - [coin.ErrBadKey]: SmallOrderKey, IdentityKey, MixedOrderKey,
 //     NonCanonicalKey, KeyNotOnCurve, RepeatedKey, NonCanonicalMintKey,
 //     TorsionCommitment, SmallOrderCommitment, IdentityCommitment,
@@ -67,9 +78,15 @@
 //     ModifiedContent, OtherSigner, WrongSignedMessage, AmountMismatch,
 //     ModifiedMessage, ModifiedAnswer, WrongClause, OtherServer, OtherDigest,
 //     ModifiedSpendSignature, NonCanonicalSpendS, WrongSpendKey.
-//   - [coin.ErrAmount]: AmountNotInKeyset.
+//   - [coin.ErrAmount]: AmountNotInKeyset, OtherDenomination,
+//     CoinOfOtherKeyset.
 //   - [coin.ErrDesignated]: DesignatedToOther.
 //   - [protocol.ErrPriceOverflow]: Overflow.
+//   - HashMismatch (recoup_test.json; no error): OtherSeed, ModifiedFactor,
+//     OtherNonce, OtherCoinKey, OtherDesignation, ForgedCoin. The proof is
+//     well-formed and both sides compute challengeHash without error, but it
+//     differs from the row's rowChallengeHash, so the wallet does not send
+//     the proof and the mint does not recoup the coin.
 //
 // Other flags only describe a case: Normal, SingleDenomination,
 // LargestExponent, MaxDenominations, LongestUnit, EqualWindows, ExtremeTimes,

@@ -12,7 +12,7 @@ var flagNotes = map[string]string{
 	"EqualWindows":       "issue_until = spend_until = deposit_until, allowed.",
 	"ExtremeTimes":       "not_before = 0 and windows ending at the largest int64.",
 	"Bearer":             "A bearer coin (designation zero), accepted by any server.",
-	"Designated":         "A coin designated to the verifying server.",
+	"Designated":         "A coin designated to a server: in coin_verify and spend_verify, to the verifying server; recoup admits a coin designated to any server.",
 	"LongestServerID":    "A server peer ID of 256 bytes (MaxServerIDLen).",
 	"ShortestServerID":   "A server peer ID of one byte.",
 	"TorsionRoot":        "The coin's root q has a small-order component. [8]q is unchanged, so the root still proves the coin key is of prime order: a coin has 8 valid encodings that differ in the root, and spent sets must be keyed by the coin key, never by the coin bytes.",
@@ -40,6 +40,7 @@ var flagNotes = map[string]string{
 	"AmountNotPowerOfTwo":    "The coin's amount is zero or not a power of two. Error: coin.ErrMalformed.",
 	"NonCanonicalAnswer":     "The mint's answer s is not a canonical scalar (s >= L). Error: coin.ErrMalformed.",
 	"BadClauseBit":           "The mint's clause bit b is neither 0 nor 1. Error: coin.ErrMalformed.",
+	"NonCanonicalFactor":     "A revealed blinding factor is not a canonical scalar (>= L). Error: coin.ErrMalformed.",
 
 	// ErrBadKey.
 	"SmallOrderKey":          "A denomination key is a point of small order. Error: coin.ErrBadKey.",
@@ -89,6 +90,16 @@ var flagNotes = map[string]string{
 
 	// ErrAmount.
 	"AmountNotInKeyset": "The amount is a power of two that the keyset does not offer. Error: coin.ErrAmount.",
+	"OtherDenomination": "The coin is of another denomination of the keyset than the row's key, whose signer recomputes the hash. Error: coin.ErrAmount.",
+	"CoinOfOtherKeyset": "The coin names another keyset than the group's. Error: coin.ErrAmount.",
+
+	// Recoup proofs refused by hash.
+	"OtherSeed":        "The factors are derived from another seed than the one that withdrew the coin. Refused by hash: the proof is well-formed, but its challenge hash differs from the row's (HashMismatch).",
+	"ModifiedFactor":   "A revealed factor is changed (canonical), or the factors of the two clauses are swapped. Refused by hash: the proof is well-formed, but its challenge hash differs from the row's (HashMismatch).",
+	"OtherNonce":       "The proof names the nonce of another row of the same denomination. Refused by hash: the proof is well-formed, but its challenge hash differs from the row's (HashMismatch).",
+	"OtherCoinKey":     "The proof of a row is presented with another coin of the same wallet, amount and designation: only the coin key differs. Refused by hash: the proof is well-formed, but its challenge hash differs from the row's (HashMismatch).",
+	"OtherDesignation": "The coin of the row is presented with another designation (the mint never saw the coin message, but the row's challenges bind it). Refused by hash: the proof is well-formed, but its challenge hash differs from the row's (HashMismatch).",
+	"ForgedCoin":       "A coin signed with the stolen denomination key: its signature verifies, but no row was issued for it; the thief presents the proof of its own withdrawal. Refused by hash: the proof is well-formed, but its challenge hash differs from the row's (HashMismatch).",
 
 	// ErrDesignated.
 	"DesignatedToOther": "The coin is designated to another server. Error: coin.ErrDesignated.",

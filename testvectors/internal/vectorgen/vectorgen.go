@@ -40,7 +40,7 @@ func Generate(dir string) error {
 // path relative to the output directory.
 func Files() (map[string][]byte, error) {
 	out := make(map[string][]byte)
-	for _, gen := range []func() (*file, error){keysetFile, issueFile, coinVerifyFile, spendVerifyFile, priceFile, ringFile, requestDigestFile} {
+	for _, gen := range []func() (*file, error){keysetFile, issueFile, coinVerifyFile, spendVerifyFile, recoupFile, priceFile, ringFile, requestDigestFile} {
 		f, err := gen()
 		if err != nil {
 			return nil, err
