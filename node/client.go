@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -92,6 +93,13 @@ const (
 	DefaultTick = time.Minute
 	// DefaultConnectTimeout bounds one attempt to connect to a peer.
 	DefaultConnectTimeout = 10 * time.Second
+	// DefaultCallRetries bounds how often a call whose outcome is unknown
+	// is sent again to its server, unchanged; DefaultRetryBackoff is the
+	// wait before the first retry, doubling for each next one. A server
+	// that dies in a paid call, holding the coins as credit, has about
+	// 7.75 s to come back and serve the retry.
+	DefaultCallRetries  = 5
+	DefaultRetryBackoff = 250 * time.Millisecond
 )
 
 // Files in the client directory.
@@ -163,6 +171,16 @@ type ClientConfig struct {
 	// ConnectTimeout bounds one connection attempt. Default:
 	// [DefaultConnectTimeout].
 	ConnectTimeout time.Duration
+	// Retries bounds how often a call whose outcome is unknown (no
+	// answer, or INTERNAL to a paid call: the server may hold the coins
+	// as credit for it) is sent again, unchanged, to the same server
+	// before the client gives up on it (its coins then stay reserved for
+	// that server and request); a negative value sends nothing again.
+	// RetryBackoff is the wait before the first retry; each next one
+	// waits twice as long. Defaults: [DefaultCallRetries],
+	// [DefaultRetryBackoff].
+	Retries      int
+	RetryBackoff time.Duration
 	// MintKey is the mint's identity key, which signs its keysets.
 	// Default: the Ed25519 key of the mint's peer ID ([MintIdentity]).
 	MintKey ed25519.PublicKey
@@ -324,7 +342,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	c.paid = protocol.NewPaidClient(c.host, (*clientPayer)(c), protocol.WithClientClock(cfg.Now),
-		protocol.WithPaymentPolicy(c.policy))
+		protocol.WithPaymentPolicy(c.policy), protocol.WithRetries(cfg.Retries), protocol.WithRetryBackoff(cfg.RetryBackoff))
 	c.storage = protocol.NewStorageClient(c.paid)
 
 	c.updateServers(anns)
@@ -385,6 +403,12 @@ func (cfg ClientConfig) withDefaults() ClientConfig {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = DefaultCallRetries
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = DefaultRetryBackoff
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -480,6 +504,13 @@ func (c *Client) isClosed() bool {
 func (c *Client) loadKeysets(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
+	if c.host.Network().Connectedness(c.mintAI.ID) != network.Connected {
+		// A mint that restarted is dialled again now, not after the
+		// swarm's backoff for its failed dials.
+		if sw, ok := c.host.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(c.mintAI.ID)
+		}
+	}
 	if err := c.host.Connect(ctx, peer.AddrInfo{ID: c.mintAI.ID}); err != nil {
 		return c.mintErr(err)
 	}
@@ -773,8 +804,9 @@ func (c *Client) loop(ctx context.Context, first chan<- struct{}) {
 
 // housekeeping reads the announcements again, reconnects servers and
 // refreshes prices, resumes swaps and withdrawals the mint did not
-// answer, refreshes coins reserved at silent servers and tops up the
-// pools.
+// answer, refreshes coins reserved at silent servers, tops up the pools,
+// and reads the mint's keysets again, recouping the coins of a keyset the
+// mint revoked.
 func (c *Client) housekeeping(ctx context.Context) {
 	c.rereadAnnouncements()
 	c.connectServers(ctx, c.cfg.Tick/2)
@@ -790,6 +822,11 @@ func (c *Client) housekeeping(ctx context.Context) {
 	if err := c.topUpPools(ctx); err != nil {
 		c.log.Info("topping up coin pools", "err", err)
 	}
+	if err := c.loadKeysets(ctx); err != nil {
+		c.log.Info("refreshing the mint's keysets", "err", err)
+	} else if err := c.recoupIfRevoked(ctx); err != nil {
+		c.log.Warn("recouping coins of a revoked keyset", "err", err)
+	}
 	c.metrics.observeWallet(ctx, c)
 }
 
@@ -802,6 +839,9 @@ func (c *Client) recover(ctx context.Context) {
 	}
 	if err := c.recoverWithdrawals(ctx, 0); err != nil {
 		c.log.Warn("recovering withdrawals", "err", err)
+	}
+	if err := c.recoupIfRevoked(ctx); err != nil {
+		c.log.Warn("recouping coins of a revoked keyset", "err", err)
 	}
 	marker := filepath.Join(c.cfg.Dir, ClientRestoreFile)
 	if _, err := os.Stat(marker); err == nil {

@@ -3,9 +3,6 @@ package node
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +16,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/scripnet/scrip/coin"
@@ -30,20 +28,27 @@ import (
 
 // The client node's local HTTP API. It listens on a loopback address only
 // and writes its URL into the client directory (file "api") and a random
-// bearer token beside it (file "api.token", mode 0600); every call but
-// GET /metrics must carry "Authorization: Bearer TOKEN", so that only the
-// user who runs the node can spend its coins.
+// bearer token beside it (file "api.token", mode 0600, new at each start);
+// every call, GET /metrics included, must carry "Authorization: Bearer
+// TOKEN", so that only the user who runs the node can spend its coins or
+// read its balances.
 //
 //	GET  /status                       the node, the mint, servers, wallet, ceiling (JSON)
 //	GET  /servers?t=json               servers: peer, addresses, connected, schedule, score
 //	GET  /wallet?t=json                balances and coins by state
 //	POST /wallet/backup                the wallet's seed phrase (JSON {"phrase": ...})
 //	POST /fund                         {"voucher": CODE, "amount": N (optional)} → FundResult
+//	POST /wallet/recoup                recoups coins of revoked keysets → RecoupResult
 //	POST /put[?progress=1]             the file as the body → {"capability", "report"};
 //	                                   with progress, newline-delimited JSON events first
-//	GET  /get?cap=CAP                  the file (Content-Length is its size)
+//	POST /get                          {"capability": CAP} → the file (Content-Length is its size)
 //	GET  /wait?min=N&timeout=30s       waits for N servers with valid schedules
-//	GET  /metrics                      Prometheus metrics (no token needed)
+//	GET  /metrics                      Prometheus metrics
+//
+// Secrets (voucher codes, capabilities) travel in request bodies, never in
+// URLs, which end up in logs. Requests whose Host header does not name the
+// API (DNS rebinding) and browsers' cross-site requests are refused with
+// 403 "forbidden" before the token is looked at (see guardLocal).
 //
 // Errors are JSON {"error": "one line for a person", "kind": "no_funds"}
 // with a matching status code; see [APIErrorKind].
@@ -61,7 +66,8 @@ type APIError struct {
 // unknown_voucher (404), voucher_spent (409), bad_capability (400),
 // file_not_found (404), too_few_servers (503), no_servers (503),
 // upload_failed (503), too_large (413), timeout (504), bad_request (400)
-// and internal (500).
+// and internal (500). The guards answer unauthorized (401) and forbidden
+// (403) themselves.
 func APIErrorKind(err error) (status int, kind string) {
 	switch {
 	case errors.Is(err, ErrNoFunds):
@@ -126,10 +132,15 @@ func startClientAPI(c *Client, addr string) (*clientAPI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: API: %w", err)
 	}
-	tok := make([]byte, 32)
-	rand.Read(tok)
-	a := &clientAPI{c: c, url: "http://" + ln.Addr().String(), token: hex.EncodeToString(tok)}
-	a.srv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	a := &clientAPI{c: c, url: "http://" + ln.Addr().String(), token: newToken()}
+	// No ReadTimeout or WriteTimeout: uploads and downloads stream for as
+	// long as they take. Only callers with the token get that far.
+	a.srv = &http.Server{
+		Handler:           guardLocal(newHostPolicy(addr, ln, nil), a.handler()),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
 	if err := writeFileAtomic(filepath.Join(c.cfg.Dir, ClientTokenFile), []byte(a.token+"\n"), 0o600); err != nil {
 		ln.Close()
 		return nil, err
@@ -168,28 +179,32 @@ func (a *clientAPI) close() error {
 
 func (a *clientAPI) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.c.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /metrics", a.auth(promhttp.HandlerFor(a.c.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET /status", a.auth(a.status))
 	mux.HandleFunc("GET /servers", a.auth(a.servers))
 	mux.HandleFunc("GET /wallet", a.auth(a.walletInfo))
 	mux.HandleFunc("POST /wallet/backup", a.auth(a.backup))
 	mux.HandleFunc("POST /fund", a.auth(a.fund))
+	mux.HandleFunc("POST /wallet/recoup", a.auth(a.recoup))
 	mux.HandleFunc("POST /put", a.auth(a.put))
-	mux.HandleFunc("GET /get", a.auth(a.get))
+	mux.HandleFunc("POST /get", a.auth(a.get))
 	mux.HandleFunc("GET /wait", a.auth(a.wait))
 	return mux
 }
 
 func (a *clientAPI) auth(h http.HandlerFunc) http.HandlerFunc {
-	want := []byte("Bearer " + a.token)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			writeAPIJSON(w, http.StatusUnauthorized, APIError{Error: "unauthorized: send the token of the client directory's api.token file", Kind: "unauthorized"})
+		if !bearerOK(r, a.token) {
+			refuse(w, http.StatusUnauthorized, "unauthorized", "unauthorized: send the token of the client directory's "+ClientTokenFile+" file")
 			return
 		}
 		h(w, r)
 	}
 }
+
+// Registry returns the Prometheus registry of the client node's metrics,
+// which the API serves at /metrics (see also [ServeMetrics]).
+func (c *Client) Registry() *prometheus.Registry { return c.metrics.reg }
 
 func writeAPIJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -443,6 +458,19 @@ func (a *clientAPI) fund(w http.ResponseWriter, r *http.Request) {
 	writeAPIJSON(w, http.StatusOK, res)
 }
 
+func (a *clientAPI) recoup(w http.ResponseWriter, r *http.Request) {
+	res, err := a.c.Recoup(r.Context())
+	if err != nil && res == nil {
+		writeAPIError(w, err)
+		return
+	}
+	if err != nil {
+		a.c.log.Warn("recoup incomplete", "err", err)
+		res.Incomplete = err.Error()
+	}
+	writeAPIJSON(w, http.StatusOK, res)
+}
+
 // PutResult is the answer of POST /put.
 type PutResult struct {
 	// Capability reads the file; it is a secret.
@@ -527,9 +555,20 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// GetRequest is the body of POST /get. The capability is the file's read
+// key: it travels in the body, never in the URL.
+type GetRequest struct {
+	Capability string `json:"capability"`
+}
+
 func (a *clientAPI) get(w http.ResponseWriter, r *http.Request) {
-	capText := r.URL.Query().Get("cap")
-	capab, err := files.ParseCapability(strings.TrimSpace(capText))
+	var req GetRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeAPIError(w, fmt.Errorf(`%w: the body is not {"capability": CAP}`, errAPIBadRequest))
+		return
+	}
+	capText := strings.TrimSpace(req.Capability)
+	capab, err := files.ParseCapability(capText)
 	if err != nil {
 		writeAPIError(w, fmt.Errorf("%w: %w", ErrBadCapability, err))
 		return

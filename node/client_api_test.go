@@ -68,11 +68,14 @@ func TestClientAPI(t *testing.T) {
 	a := newCGAPI(t, dir)
 	require.Equal(t, c.APIURL(), a.url)
 
-	// The token is required, but for the metrics.
-	resp, err := http.Get(a.url + "/status")
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	// The token is required, by every call.
+	var resp *http.Response
+	for _, path := range []string{"/status", "/metrics"} {
+		resp, err := http.Get(a.url + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, path)
+	}
 
 	var st ClientStatus
 	a.json("GET", "/status", nil, 200, &st)
@@ -139,19 +142,19 @@ func TestClientAPI(t *testing.T) {
 	require.Positive(t, progress)
 	require.NotNil(t, last.Result)
 
-	// Download.
-	resp = a.do("GET", "/get?cap="+url.QueryEscape(pr.Capability), nil)
+	// Download: the capability goes in the body.
+	resp = a.do("POST", "/get", strings.NewReader(`{"capability":"`+pr.Capability+`"}`))
 	require.Equal(t, 200, resp.StatusCode)
 	require.Equal(t, int64(len(data)), resp.ContentLength)
 	got, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, data, got)
-	resp = a.do("GET", "/get?cap="+url.QueryEscape(last.Result.Capability), nil)
+	resp = a.do("POST", "/get", strings.NewReader(`{"capability":"`+last.Result.Capability+`"}`))
 	got, err = io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, data[:1000], got)
 
-	a.json("GET", "/get?cap=scrip:chk:wrong", nil, http.StatusBadRequest, &e)
+	a.json("POST", "/get", GetRequest{Capability: "scrip:chk:wrong"}, http.StatusBadRequest, &e)
 	require.Equal(t, "bad_capability", e.Kind)
 	require.True(t, strings.HasPrefix(e.Error, "not a file capability"))
 
@@ -159,11 +162,14 @@ func TestClientAPI(t *testing.T) {
 	a.json("POST", "/wallet/backup", nil, 200, &phrase)
 	require.Equal(t, c.wallet.Export(), phrase["phrase"])
 
-	// Metrics, without a token.
-	resp, err = http.Get(a.url + "/metrics")
-	require.NoError(t, err)
+	// The capability in a URL is not taken.
+	resp = a.do("GET", "/get?cap="+url.QueryEscape(pr.Capability), nil)
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+
+	// Metrics, with the token.
+	resp = a.do("GET", "/metrics", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	m, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	require.NoError(t, err)
 	for _, want := range []string{
 		`scrip_client_calls_total{op="allocate",result="ok"} 14`,

@@ -27,11 +27,11 @@
 //
 // Admin calls are not on libp2p but on a local HTTP endpoint
 // (MintConfig.AdminAddr, loopback only unless allowed): POST /vouchers,
-// GET /vouchers/{code}, GET /keysets, POST /keysets/rotate,
-// POST /keysets/{id}/revoke, GET /audit and GET /metrics. Every call but
-// /metrics wants the bearer token of the admin file in the mint's
-// directory ([MintAdminFile], [ReadAdminInfo]); [AdminClient] makes the
-// calls.
+// POST /vouchers/lookup (the code in the body), GET /keysets,
+// POST /keysets/rotate, POST /keysets/{id}/revoke, GET /audit, GET /backup
+// and GET /metrics. Every call, /metrics included, wants the bearer token
+// of the admin file in the mint's directory ([MintAdminFile],
+// [ReadAdminInfo]); [AdminClient] makes the calls.
 //
 // # Storage server
 //
@@ -50,7 +50,11 @@
 //     them ([Server.DepositNow]);
 //   - takes bearer coins only while their undeposited value stays under
 //     its cap; over it, it deposits a call's bearer coins before serving
-//     the call, or refuses them (ServerConfig.RefuseOverCap).
+//     the call, or refuses them (ServerConfig.RefuseOverCap). A deposit
+//     the mint does not answer (or credits in part) leaves the coins
+//     recorded as credit for the request and the call answered INTERNAL;
+//     the client's retry of the same request is served once the mint has
+//     confirmed them.
 //
 // [Server.Balance] asks the mint what it credited.
 //
@@ -80,8 +84,9 @@
 //
 // Its local HTTP API (loopback only; URL in [ClientAPIFile], bearer token
 // in [ClientTokenFile]) serves the CLI: GET /status, /servers, /wallet,
-// /get, /wait and /metrics, POST /put, /fund and /wallet/backup. Errors
-// are one line for a person with a kind ([APIErrorKind]).
+// /wait and /metrics, POST /put, /get ({"capability": CAP}), /fund
+// ({"voucher": CODE}) and /wallet/backup. Every call wants the token.
+// Errors are one line for a person with a kind ([APIErrorKind]).
 //
 // # Metrics
 //
@@ -89,6 +94,28 @@
 // ([Mint.Registry], [Server.Registry]): calls by operation and outcome,
 // and the figures of its trade (the mint: value issued, deposits credited,
 // payouts; the server: revenue, deposits pending and credited, prices,
-// coins refused by reason, space). The mint serves them on its admin
-// endpoint, a server on ServerConfig.MetricsAddr.
+// coins refused by reason, space; the client: calls, coins, spending,
+// prices, wallet value, [Client.Registry]). The mint serves them on its
+// admin endpoint and the client on its API, both behind their tokens; a
+// server on ServerConfig.MetricsAddr, with the Host and cross-site checks
+// below but no token. [ServeMetrics] serves any role's registry on an
+// endpoint of its own, for Prometheus: it wants the bearer token of the
+// role directory's [MetricsTokenFile] (made with mode 0600 at the first
+// start and kept), unless MetricsConfig.Open; the scrip command's
+// --metrics flag of each role uses it.
+//
+// # Local HTTP endpoints
+//
+// Every local HTTP endpoint (the mint's admin endpoint, the client's API,
+// metrics endpoints) refuses with 403, before it looks at a token,
+// requests whose Host header does not name it (DNS rebinding: only
+// "localhost", a loopback IP literal, the address it is bound to — any IP
+// literal if bound to every interface — or a name configured for it, with
+// its port) and browsers' cross-site requests (an Origin header of
+// another origin, or Sec-Fetch-Site other than same-origin or none). No
+// answer carries CORS headers; every answer is no-store. Tokens are
+// compared in constant time; token files are mode 0600. Secrets (voucher
+// codes, capabilities) travel in request bodies, never in URLs.
+// [NewLocalHTTPClient] is the client that carries tokens to these
+// endpoints: no proxy, no redirects.
 package node

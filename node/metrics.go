@@ -152,15 +152,22 @@ type httpEndpoint struct {
 	done chan struct{}
 }
 
-// startHTTP listens on addr and serves h until Close.
+// startHTTP listens on addr and serves h until Close, behind the guards
+// of guardLocal: requests whose Host header does not name the endpoint,
+// and browsers' cross-site requests, are refused.
 func startHTTP(addr string, h http.Handler) (*httpEndpoint, error) {
+	return listenHTTP(addr, h, nil)
+}
+
+// listenHTTP is startHTTP with extra host names the Host header may carry.
+func listenHTTP(addr string, h http.Handler, hosts []string) (*httpEndpoint, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listening on %s: %w", addr, err)
 	}
 	e := &httpEndpoint{
 		srv: &http.Server{
-			Handler:           h,
+			Handler:           guardLocal(newHostPolicy(addr, ln, hosts), h),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,

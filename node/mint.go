@@ -83,6 +83,11 @@ type MintConfig struct {
 	Clock func() time.Time
 	// Logger receives the mint's log; default slog.Default().
 	Logger *slog.Logger
+	// GuardFile is the path of the store's restore guard file (see
+	// mintstore.WithGuardFile); default: the store's path + ".guard", in
+	// Dir. Keep it outside what backups of Dir copy to also catch a
+	// restore of a copy of the whole directory.
+	GuardFile string
 }
 
 // Mint is a running mint: a libp2p host serving the mint protocol
@@ -111,8 +116,10 @@ type Mint struct {
 	closeErr  error
 }
 
-// NewMint starts a mint as c says. It opens (or creates) the mint's store,
-// loads its keysets and makes the first one if there is none, starts the
+// NewMint starts a mint as c says. It opens (or creates) the mint's store
+// (retiring its keysets if it was restored from a copy: see
+// mintstore.Open), loads its keysets and makes the first one if none
+// issues, starts the
 // libp2p host with the mint's identity key, which also signs the keysets,
 // serves the mint protocol on it, settles payouts left pending, and
 // starts the admin endpoint if c.AdminAddr is set.
@@ -168,9 +175,10 @@ func NewMint(ctx context.Context, c MintConfig) (_ *Mint, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.store, err = mintstore.Open(filepath.Join(c.Dir, MintStoreFile)); err != nil {
+	if m.store, err = mintstore.Open(filepath.Join(c.Dir, MintStoreFile), c.storeOptions()...); err != nil {
 		return nil, dirInUse(c.Dir, err)
 	}
+	m.storeOpened()
 	if m.keys, err = mintstore.OpenKeys(ctx, m.store, identity, mintstore.WithClock(c.Clock)); err != nil {
 		return nil, fmt.Errorf("node: mint keysets: %w", err)
 	}
@@ -189,7 +197,7 @@ func NewMint(ctx context.Context, c MintConfig) (_ *Mint, err error) {
 	m.service = protocol.NewMintService(m.host.ID(), m.keys.Keyring(), m.store, m.funding, protocol.WithMintClock(c.Clock))
 	m.registry = newRegistry()
 	metrics := newMintMetrics(m)
-	handler := metrics.calls.wrap(m.service.Handle, mintOpNames, metrics.observe)
+	handler := metrics.calls.wrap(m.refuseRetired(m.service.Handle), mintOpNames, metrics.observe)
 	m.host.SetStreamHandler(libp2pprotocol.ID(protocol.MintID),
 		protocol.NewStreamHandler(protocol.MintID, handler, protocol.WithBaseContext(m.ctx)))
 

@@ -3,8 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -23,17 +21,23 @@ import (
 // The mint's admin endpoint: HTTP on a loopback address, never on libp2p.
 //
 //	POST /vouchers              {"amount": N, "unit": "msat"} → {"code": ..., "unit": ..., "amount": N}
-//	GET  /vouchers/{code}       → {"unit": ..., "value": N, "remaining": N}
+//	POST /vouchers/lookup       {"code": CODE} → {"unit": ..., "value": N, "remaining": N}
 //	GET  /keysets               → [KeysetInfo, ...]
 //	POST /keysets/rotate        → KeysetInfo of the new keyset
 //	POST /keysets/{id}/revoke   → {"revoked": id}
 //	GET  /audit                 → AuditReport
-//	GET  /metrics               Prometheus text format, no token needed
+//	GET  /backup                → a backup of the store (application/octet-stream; mintguard.go)
+//	GET  /metrics               Prometheus text format
 //
-// Every call but /metrics carries "Authorization: Bearer TOKEN", the token
-// of the mint's admin file ([MintAdminFile]), which only the mint's owner
-// can read: a loopback address alone would let any local user, or a web
-// page through the user's browser, create money. Errors are answered as
+// Every call, /metrics included, carries "Authorization: Bearer TOKEN",
+// the token of the mint's admin file ([MintAdminFile]), which only the
+// mint's owner can read: a loopback address alone would let any local
+// user, or a web page through the user's browser, create money. (Give
+// Prometheus a metrics endpoint of its own, [ServeMetrics], not this
+// token.) Voucher codes travel in request bodies, never in URLs, which
+// end up in logs. Requests whose Host header does not name the endpoint
+// (DNS rebinding) and browsers' cross-site requests are refused with 403
+// before the token is looked at (see guardLocal). Errors are answered as
 // {"error": "..."} with an HTTP status.
 
 // Errors of the admin endpoint's client.
@@ -80,6 +84,9 @@ type KeysetInfo struct {
 	DepositUntil int64    `json:"deposit_until"`
 	Amounts      []uint64 `json:"amounts"`
 	Revoked      bool     `json:"revoked"`
+	// Retired is set for a keyset retired after a restore of the store:
+	// it issues no more, and its coins stay good.
+	Retired bool `json:"retired,omitempty"`
 }
 
 func keysetInfo(ks *coin.Keyset, revoked bool) KeysetInfo {
@@ -164,11 +171,7 @@ func (m *Mint) startAdmin() error {
 		}
 	}
 	if m.token == "" {
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return err
-		}
-		m.token = hex.EncodeToString(b[:])
+		m.token = newToken()
 	}
 	e, err := startHTTP(m.cfg.AdminAddr, m.adminHandler())
 	if err != nil {
@@ -187,22 +190,26 @@ func (m *Mint) startAdmin() error {
 
 func (m *Mint) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(m.registry))
+	mux.Handle("GET /metrics", requireBearer(metricsHandler(m.registry), adminHint,
+		func() []string { return []string{m.token} }))
 	mux.HandleFunc("POST /vouchers", m.authed(m.postVoucher))
-	mux.HandleFunc("GET /vouchers/{code}", m.authed(m.getVoucher))
+	mux.HandleFunc("POST /vouchers/lookup", m.authed(m.lookupVoucher))
 	mux.HandleFunc("GET /keysets", m.authed(m.getKeysets))
 	mux.HandleFunc("POST /keysets/rotate", m.authed(m.postRotate))
 	mux.HandleFunc("POST /keysets/{id}/revoke", m.authed(m.postRevoke))
 	mux.HandleFunc("GET /audit", m.authed(m.getAudit))
+	mux.HandleFunc("GET /backup", m.getBackup)
 	return mux
 }
+
+// adminHint says where the admin token is.
+const adminHint = "missing or wrong token (see " + MintAdminFile + " in the mint's directory)"
 
 // authed checks the bearer token before calling h.
 func (m *Mint) authed(h func(w http.ResponseWriter, r *http.Request) (any, int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(m.token)) != 1 {
-			writeJSON(w, http.StatusUnauthorized, adminError{"missing or wrong token (see " + MintAdminFile + " in the mint's directory)"})
+		if !bearerOK(r, m.token) {
+			refuse(w, http.StatusUnauthorized, "unauthorized", adminHint)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
@@ -246,7 +253,13 @@ type voucherAnswer struct {
 	Amount uint64 `json:"amount"`
 }
 
-// voucherState is the answer of GET /vouchers/{code}.
+// voucherLookup is the body of POST /vouchers/lookup: the code is a
+// bearer secret, kept out of the URL.
+type voucherLookup struct {
+	Code string `json:"code"`
+}
+
+// voucherState is the answer of POST /vouchers/lookup.
 type voucherState struct {
 	Unit      string `json:"unit"`
 	Value     uint64 `json:"value"`
@@ -276,8 +289,14 @@ func (m *Mint) postVoucher(w http.ResponseWriter, r *http.Request) (any, int, er
 	return voucherAnswer{Code: code, Unit: req.Unit, Amount: req.Amount}, http.StatusOK, nil
 }
 
-func (m *Mint) getVoucher(w http.ResponseWriter, r *http.Request) (any, int, error) {
-	a, err := m.funding.Voucher(r.Context(), r.PathValue("code"))
+func (m *Mint) lookupVoucher(w http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req voucherLookup
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Code == "" {
+		return nil, http.StatusBadRequest, errors.New(`body: want {"code": CODE}`)
+	}
+	a, err := m.funding.Voucher(r.Context(), strings.TrimSpace(req.Code))
 	if errors.Is(err, protocol.ErrUnknownFunding) || errors.Is(err, protocol.ErrNotFound) {
 		return nil, http.StatusNotFound, errors.New("no such voucher")
 	}
@@ -290,7 +309,9 @@ func (m *Mint) getVoucher(w http.ResponseWriter, r *http.Request) (any, int, err
 func (m *Mint) getKeysets(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	out := []KeysetInfo{}
 	for _, p := range m.keys.Keysets() {
-		out = append(out, keysetInfo(p.Keyset, p.Revoked))
+		ki := keysetInfo(p.Keyset, p.Revoked)
+		ki.Retired = m.keys.Retired(p.Keyset.ID())
+		out = append(out, ki)
 	}
 	return out, http.StatusOK, nil
 }
@@ -332,7 +353,8 @@ type AdminClient struct {
 	URL string
 	// Token is the bearer token of the mint's admin file.
 	Token string
-	// HTTP is the client used; nil means one with a 30-second timeout.
+	// HTTP is the client used; nil means NewLocalHTTPClient with a
+	// 30-second timeout (no proxy, no redirects: the token stays here).
 	HTTP *http.Client
 }
 
@@ -361,7 +383,7 @@ func (c *AdminClient) do(ctx context.Context, method, path string, in, out any) 
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		hc = NewLocalHTTPClient(30 * time.Second)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -406,10 +428,10 @@ func (c *AdminClient) NewVoucher(ctx context.Context, unit string, amount uint64
 }
 
 // Voucher returns the state of a voucher; an unknown code is an error
-// wrapping protocol.ErrNotFound.
+// wrapping protocol.ErrNotFound. The code goes in the request's body.
 func (c *AdminClient) Voucher(ctx context.Context, code string) (protocol.FundingAccount, error) {
 	var v voucherState
-	if err := c.do(ctx, http.MethodGet, "/vouchers/"+code, nil, &v); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/vouchers/lookup", voucherLookup{Code: code}, &v); err != nil {
 		return protocol.FundingAccount{}, err
 	}
 	return protocol.FundingAccount{Unit: v.Unit, Value: v.Value, Remaining: v.Remaining}, nil

@@ -156,29 +156,35 @@ type ServerConfig struct {
 // coins deposited at the mint in the background, and optional metrics.
 // Close stops it.
 type Server struct {
-	cfg      ServerConfig
-	log      *slog.Logger
-	host     host.Host
-	mintID   peer.ID
-	mint     *protocol.MintClient
-	keysets  *serverKeysets
-	unit     string
-	shares   *shares.Store
-	spent    *spentset.Store
-	book     *protocol.PriceBook
-	agent    pricing.Agent
-	ownAgent io.Closer
-	sales    *salesCounter
-	policy   *bearerPolicy
-	paywall  *protocol.Paywall
-	registry *prometheus.Registry
-	metrics  *serverMetrics
-	endpoint *httpEndpoint
+	cfg     ServerConfig
+	log     *slog.Logger
+	host    host.Host
+	mintID  peer.ID
+	mint    *protocol.MintClient
+	keysets *serverKeysets
+
+	missMu     sync.Mutex
+	missLast   time.Time
+	missFlight chan struct{}
+	unit       string
+	shares     *shares.Store
+	spent      *spentset.Store
+	book       *protocol.PriceBook
+	agent      pricing.Agent
+	ownAgent   io.Closer
+	sales      *salesCounter
+	policy     *bearerPolicy
+	paywall    *protocol.Paywall
+	registry   *prometheus.Registry
+	metrics    *serverMetrics
+	endpoint   *httpEndpoint
 
 	pricesMu  sync.Mutex
 	published []*protocol.SignedSchedule // guarded by pricesMu
-	depositMu sync.Mutex
-	kick      chan struct{}
+	// depositing holds a token while coins are deposited and their
+	// verdicts recorded (DepositNow, settleBearer): one at a time.
+	depositing chan struct{}
+	kick       chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -236,6 +242,8 @@ func NewServer(ctx context.Context, c ServerConfig) (_ *Server, err error) {
 		keysets: newServerKeysets(),
 		book:    protocol.NewPriceBook(),
 		kick:    make(chan struct{}, 1),
+
+		depositing: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -284,7 +292,8 @@ func NewServer(ctx context.Context, c ServerConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.policy = &bearerPolicy{limit: c.BearerCap, refuse: c.RefuseOverCap, deposit: s.depositFirst, kick: s.kickDeposits, held: st.PendingBearer}
+	s.policy = &bearerPolicy{limit: c.BearerCap, refuse: c.RefuseOverCap, deposit: s.depositFirst, credit: s.admitCredit,
+		kick: s.kickDeposits, held: st.PendingBearer}
 
 	if err := s.startAgent(); err != nil {
 		return nil, err
@@ -300,7 +309,7 @@ func NewServer(ctx context.Context, c ServerConfig) (_ *Server, err error) {
 	s.metrics = newServerMetrics(s, s.registry)
 	spent := revenueStore{Store: s.spent, revenue: s.metrics.revenue.WithLabelValues(s.unit)}
 	s.paywall = protocol.NewPaywall(s.host.ID(), s.book, s.keysets.list, spent,
-		protocol.WithPaywallClock(c.Clock), protocol.WithDepositPolicy(s.policy))
+		protocol.WithPaywallClock(c.Clock), protocol.WithDepositPolicy(s.policy), protocol.WithKeysetMiss(s.keysetMiss))
 	storage := protocol.NewStorageServer(salesBackend{Backend: s.shares.Backend(), sales: s.sales}, s.paywall)
 	handler := s.metrics.calls.wrap(storage.Handler(), storageOpNames, s.metrics.observe)
 	s.host.SetStreamHandler(libp2pprotocol.ID(protocol.StorageID),

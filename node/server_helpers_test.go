@@ -294,7 +294,19 @@ func roleBalance(t *testing.T, s *Server, unit string) uint64 {
 // roleGet fetches url and returns the body.
 func roleGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	return roleGetToken(t, url, "")
+}
+
+// roleGetToken fetches url with a bearer token, if not empty, and returns
+// the body.
+func roleGetToken(t *testing.T, url, token string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

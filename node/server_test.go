@@ -95,7 +95,7 @@ func TestGrid(t *testing.T) {
 	assert.Contains(t, m1, `scrip_server_price{rate="store_per_gib_month",unit="msat"}`)
 	assert.Contains(t, m1, `scrip_server_revenue_value_total{unit="msat"}`)
 	assert.Contains(t, m1, `scrip_server_deposit_coins_total{status="credited"}`)
-	mm := roleGet(t, mint.AdminURL()+"/metrics")
+	mm := roleGetToken(t, mint.AdminURL()+"/metrics", mint.AdminToken())
 	assert.Contains(t, mm, `scrip_mint_issued_value_total{unit="msat"} 270`)
 	assert.Contains(t, mm, `scrip_mint_calls_total{op="withdraw_finish",outcome="ok"} 2`)
 	assert.Contains(t, mm, `scrip_mint_deposit_coins_total{status="credited"}`)
@@ -284,7 +284,7 @@ func TestMintAdmin(t *testing.T) {
 	ks, err := admin.RotateKeyset(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, DefaultUnit, ks.Unit)
-	assert.Contains(t, roleGet(t, url+"/metrics"), `scrip_mint_keysets{state="issuing"} 2`)
+	assert.Contains(t, roleGetToken(t, url+"/metrics", m.AdminToken()), `scrip_mint_keysets{state="issuing"} 2`)
 
 	// The token survives a restart.
 	token := m.AdminToken()

@@ -135,3 +135,56 @@ func (s *Server) keysetLoop() {
 		t.Reset(every)
 	}
 }
+
+// keysetMissEvery is the least time between two fetches of the mint's
+// keysets caused by coins of unknown keysets: anyone can send such coins,
+// and the mint is not to be asked for each.
+const keysetMissEvery = 5 * time.Second
+
+// keysetMissWait bounds how long a paid call waits for that fetch.
+const keysetMissWait = 3 * time.Second
+
+// keysetMiss is the paywall's protocol.WithKeysetMiss: a coin of a keyset
+// the server does not know may be of one the mint has just published
+// (after a rotation or a revocation). It fetches the mint's keysets again,
+// at most once per keysetMissEvery, and reports whether the keyset is
+// known now. Concurrent calls share one fetch.
+func (s *Server) keysetMiss(ctx context.Context, id [32]byte) bool {
+	s.missMu.Lock()
+	done := s.missFlight
+	if done == nil {
+		if time.Since(s.missLast) < keysetMissEvery {
+			s.missMu.Unlock()
+			return false
+		}
+		// This call fetches; the others wait for it.
+		s.missLast = time.Now()
+		mine := make(chan struct{})
+		s.missFlight = mine
+		s.missMu.Unlock()
+		fctx, cancel := context.WithTimeout(ctx, keysetMissWait)
+		if err := s.RefreshKeysets(fctx); err != nil {
+			s.log.Info("fetching the mint's keysets for a coin of an unknown keyset", "err", err)
+		}
+		cancel()
+		s.missMu.Lock()
+		s.missFlight = nil
+		s.missMu.Unlock()
+		close(mine)
+	} else {
+		s.missMu.Unlock()
+		t := time.NewTimer(keysetMissWait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return false
+		}
+	}
+	s.keysets.mu.RLock()
+	defer s.keysets.mu.RUnlock()
+	_, ok := s.keysets.sets[id]
+	return ok
+}

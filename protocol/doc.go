@@ -37,13 +37,19 @@
 // concurrent calls ([BatchVerifier]), admits bearer coins through a
 // [DepositPolicy], records them in a [SpentStore] and only then runs the
 // handler. A retry with the same request ID and body gets the recorded
-// answer and is never charged twice. [PriceBook], [KeysetList],
-// [BearerCap] and [MemSpentStore] are simple implementations of the
-// interfaces; the durable spent set is in package node.
+// answer and is never charged twice. A deposit made before serving that
+// the mint does not answer ([DepositUnsettledError]) leaves the coins
+// recorded as credit and the call answered INTERNAL; the retry is served
+// on that credit once the policy agrees ([CreditPolicy]). [PriceBook],
+// [KeysetList], [BearerCap] and [MemSpentStore] are simple
+// implementations of the interfaces; the durable spent set is in package
+// node.
 //
 // A client makes calls with a [PaidClient]: it pays up front under the
 // server's schedule it knows, with coins from a [Payer] (the wallet), and
 // when the server asks for other pay it lets a [PaymentPolicy] decide.
+// A request whose outcome is unknown (no answer, or INTERNAL) is sent
+// again unchanged, a bounded number of times ([WithRetries]).
 // [OutcomeOf] tells the wallet what became of the coins of an attempt.
 // [NewResourceManager] gives a libp2p host scrip's per-protocol and
 // per-peer stream limits.

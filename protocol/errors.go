@@ -60,6 +60,11 @@ var (
 	ErrMalformed = errors.New("protocol: malformed message")
 	// ErrUnknownProtocol reports a protocol ID that is not a scrip protocol.
 	ErrUnknownProtocol = errors.New("protocol: unknown protocol ID")
+	// ErrNotSent marks a [Call] that failed before any byte of its request
+	// left: no stream to the peer could be opened (it could not be
+	// dialled, or refused the stream). The peer has not seen the request,
+	// so the call changed nothing there.
+	ErrNotSent = errors.New("protocol: request not sent")
 	// ErrBadSchedule reports a signed schedule that is malformed, not
 	// canonical, not from the expected server or badly signed.
 	ErrBadSchedule = errors.New("protocol: bad schedule")

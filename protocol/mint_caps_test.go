@@ -90,6 +90,11 @@ func TestMintCapsFit(t *testing.T) {
 		restored.Coins = append(restored.Coins, &pb.RestoredCoin{Nonce: b32(), KeysetId: b32(), Amount: big,
 			R0: b32(), R1: b32(), ChallengeHash: b32(), Answer: &pb.BlindAnswer{B: 1, S: b32()}})
 	}
+	var recoup pb.Recoup
+	recoup.Funding = make([]byte, protocol.MaxFundingSize)
+	for range protocol.MaxRecoupCoins {
+		recoup.Coins = append(recoup.Coins, &pb.RecoupProof{Nonce: b32(), Alpha0: b32(), Beta0: b32(), Alpha1: b32(), Beta1: b32()})
+	}
 	var balances pb.BalanceResponse
 	for range protocol.MaxPublishedKeysets {
 		balances.Balances = append(balances.Balances, &pb.UnitAmount{Unit: unit, Amount: big})
@@ -120,6 +125,9 @@ func TestMintCapsFit(t *testing.T) {
 		{"Payout answer", response(&pb.MintResponse{Op: &pb.MintResponse_Payout{Payout: &pb.PayoutResponse{
 			Receipt: make([]byte, protocol.MaxPayoutReceipt), Remaining: big}}}), protocol.MaxMintResponseSize},
 		{"Restore", request(&pb.MintRequest{Op: &pb.MintRequest_Restore{Restore: &restore}}, 0), protocol.MaxMintRequestSize},
+		{"Recoup", request(&pb.MintRequest{Op: &pb.MintRequest_Recoup{Recoup: &recoup}}, protocol.MaxRecoupCoins), protocol.MaxMintRequestSize},
+		{"Recoup answer, all double spent", response(&pb.MintResponse{Op: &pb.MintResponse_Recoup{Recoup: &pb.RecoupResponse{
+			Results: evidence(protocol.MaxRecoupCoins)}}}), protocol.MaxMintResponseSize},
 		{"Restore answer", response(&pb.MintResponse{Op: &pb.MintResponse_Restore{Restore: &restored}}), protocol.MaxMintResponseSize},
 	}
 	for _, tt := range tests {

@@ -96,8 +96,12 @@ func (m *MintService) Handle(ctx context.Context, remote peer.ID, req *pb.Reques
 	if len(mr.RequestId) != RequestIDSize {
 		return nil, mintBad("request ID is %d bytes, want %d", len(mr.RequestId), RequestIDSize)
 	}
-	if _, swap := mr.Op.(*pb.MintRequest_Swap); !swap && len(req.Spends) != 0 {
-		return nil, mintBad("only Swap takes spends")
+	switch mr.Op.(type) {
+	case *pb.MintRequest_Swap, *pb.MintRequest_Recoup:
+	default:
+		if len(req.Spends) != 0 {
+			return nil, mintBad("only Swap and Recoup take spends")
+		}
 	}
 	var out pb.MintResponse
 	var err error
@@ -132,6 +136,10 @@ func (m *MintService) Handle(ctx context.Context, remote peer.ID, req *pb.Reques
 		var r *pb.RestoreResponse
 		r, err = m.restore(ctx, op.Restore)
 		out.Op = &pb.MintResponse_Restore{Restore: r}
+	case *pb.MintRequest_Recoup:
+		var r *pb.RecoupResponse
+		r, err = m.recoup(ctx, remote, op.Recoup, req)
+		out.Op = &pb.MintResponse_Recoup{Recoup: r}
 	default:
 		return nil, mintBad("no operation")
 	}
@@ -361,6 +369,11 @@ func mintDepositStatus(err error) pb.DepositStatus {
 // spend, nil or the reason it failed ([errNotTaken] for one not looked
 // at).
 func (m *MintService) verifySpends(from, server peer.ID, raw [][]byte, digests [][DigestSize]byte) ([]*coin.Spend, []error) {
+	return m.verifySpendsWith(from, coin.Verifier{Keysets: m.keys, Server: []byte(server), Window: coin.WindowDeposit}, raw, digests)
+}
+
+// verifySpendsWith is verifySpends under verifier v.
+func (m *MintService) verifySpendsWith(from peer.ID, v coin.Verifier, raw [][]byte, digests [][DigestSize]byte) ([]*coin.Spend, []error) {
 	spends := make([]*coin.Spend, len(raw))
 	errs := make([]error, len(raw))
 	var items []coin.Item
@@ -382,7 +395,6 @@ func (m *MintService) verifySpends(from, server peer.ID, raw [][]byte, digests [
 	if m.quar.in(from, time.Now()) {
 		size = QuarantinedDepositBatch
 	}
-	v := coin.Verifier{Keysets: m.keys, Server: []byte(server), Window: coin.WindowDeposit}
 	now := m.now()
 	for lo := 0; lo < len(items); lo += size {
 		hi := min(lo+size, len(items))

@@ -129,10 +129,61 @@ type DepositPolicy interface {
 	// AdmitBearer is called with the bearer spends of a call, verified,
 	// before they are recorded. It returns nil to take them, possibly
 	// after depositing them at the mint; or an error, which refuses the
-	// call with nothing recorded (an [*Error] is answered as it is).
-	// If the coins are then not recorded after all, the paywall calls
-	// undo, which must not be nil when err is nil.
+	// call with nothing recorded (an [*Error] is answered as it is),
+	// except a [*DepositUnsettledError], after which the paywall records
+	// the coins the mint may hold and answers INTERNAL. If the coins are
+	// then not recorded after all, the paywall calls undo, which must not
+	// be nil when err is nil (it may be nil with a
+	// [*DepositUnsettledError]).
 	AdmitBearer(ctx context.Context, digest [DigestSize]byte, spends []*coin.Spend) (undo func(), err error)
+}
+
+// DepositUnsettledError is what a [DepositPolicy] returns when it sent a
+// call's bearer coins to the mint before serving the call and cannot
+// promise the client that none of them was taken: the mint did not answer
+// (it may have credited them to the server before the connection broke),
+// or it credited some coins and refused, or did not look at, others. The
+// paywall then records the call's coins, all but those in Refused, as
+// credit for the request, just as if it were about to serve it, and
+// answers INTERNAL with Reason. A retry of the same request is served on
+// that credit (after the policy's [CreditPolicy] check, if it has one);
+// a client that does not retry has been told that its coins may be gone,
+// and the server's spent set holds every coin the mint may have credited
+// to it.
+type DepositUnsettledError struct {
+	// Refused are the public keys of the coins the mint refused for good
+	// (double spent, invalid, expired, revoked): not the server's, and
+	// not recorded.
+	Refused [][32]byte
+	// Reason is the message of the INTERNAL answer.
+	Reason string
+	// Err is the mint's failure, if any, for the server's logs.
+	Err error
+}
+
+// Error returns the reason, and the mint's failure if any.
+func (e *DepositUnsettledError) Error() string {
+	if e.Err != nil {
+		return "protocol: deposit before serving unsettled: " + e.Reason + ": " + e.Err.Error()
+	}
+	return "protocol: deposit before serving unsettled: " + e.Reason
+}
+
+// Unwrap returns the mint's failure.
+func (e *DepositUnsettledError) Unwrap() error { return e.Err }
+
+// CreditPolicy may be implemented by a [DepositPolicy] that must agree
+// before a request is served on the credit of coins recorded earlier (a
+// retry after the operation failed, after a [DepositUnsettledError], or
+// after the server restarted). A server uses it to keep its bearer cap:
+// coins recorded while the mint's verdict was unknown are deposited
+// before the retry is served.
+type CreditPolicy interface {
+	// AdmitCredit is called with the record of a request that has no
+	// stored answer, once its checks and price have passed again, before
+	// it is served on its coins' credit. An error refuses to serve it now
+	// and is answered INTERNAL (the coins stay credit for a later retry).
+	AdmitCredit(ctx context.Context, rec *SpentRequest) error
 }
 
 // Operation is one decoded request, as a [Paywall] sees it.
@@ -195,6 +246,7 @@ type Paywall struct {
 	now         func() time.Time
 	replays     int
 	replayFor   time.Duration
+	keysetMiss  func(ctx context.Context, id [32]byte) bool
 
 	mu      sync.Mutex
 	flights map[[RequestIDSize]byte]chan struct{}
@@ -205,12 +257,13 @@ type Paywall struct {
 type PaywallOption func(*paywallConfig)
 
 type paywallConfig struct {
-	now       func() time.Time
-	deposit   DepositPolicy
-	verifier  *BatchVerifier
-	batch     []BatchOption
-	replays   int
-	replayFor time.Duration
+	now        func() time.Time
+	deposit    DepositPolicy
+	verifier   *BatchVerifier
+	batch      []BatchOption
+	replays    int
+	replayFor  time.Duration
+	keysetMiss func(ctx context.Context, id [32]byte) bool
 }
 
 // Defaults of [NewPaywall].
@@ -242,6 +295,15 @@ func WithPaywallClock(now func() time.Time) PaywallOption {
 // WithDepositPolicy sets the policy for bearer coins.
 func WithDepositPolicy(p DepositPolicy) PaywallOption {
 	return func(c *paywallConfig) { c.deposit = p }
+}
+
+// WithKeysetMiss sets a function the paywall calls when a spend names a
+// keyset it does not know, before it refuses the call: a server fetches
+// the mint's keysets again (at most so often; the function decides), so
+// that coins of a keyset the mint has just published pay at once. If it
+// returns true, the paywall looks the keyset up again.
+func WithKeysetMiss(f func(ctx context.Context, id [32]byte) bool) PaywallOption {
+	return func(c *paywallConfig) { c.keysetMiss = f }
 }
 
 // WithBatchOptions configures the paywall's own [BatchVerifier].
@@ -288,6 +350,7 @@ func NewPaywall(self peer.ID, prices PriceSource, keysets coin.Keysets, spent Sp
 		now:         c.now,
 		replays:     c.replays,
 		replayFor:   c.replayFor,
+		keysetMiss:  c.keysetMiss,
 		flights:     make(map[[RequestIDSize]byte]chan struct{}),
 		served:      replayTable{n: make(map[[RequestIDSize]byte]replayCount)},
 	}
@@ -391,7 +454,7 @@ func (p *Paywall) Serve(ctx context.Context, remote peer.ID, protocolID string, 
 		}
 		return nil, p.askPayment(pb.Code_PAYMENT_REQUIRED, sched, quote, "", "payment required")
 	}
-	spends, bearer, value, err := p.parseSpends(req.Spends, sched, now)
+	spends, bearer, value, err := p.parseSpends(ctx, req.Spends, sched, now)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +472,9 @@ func (p *Paywall) Serve(ctx context.Context, remote peer.ID, protocolID string, 
 	undo := func() {}
 	if len(bearer) > 0 {
 		u, err := p.deposit.AdmitBearer(ctx, digest, bearer)
+		if ue, ok := errors.AsType[*DepositUnsettledError](err); ok {
+			return nil, p.recordUnsettled(ctx, id, digest, spends, u, ue)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -440,10 +506,58 @@ func (p *Paywall) Serve(ctx context.Context, remote peer.ID, protocolID string, 
 	return p.run(ctx, id, digest, op)
 }
 
+// unsettledRecordTimeout bounds the recording of coins the mint may have
+// credited, which goes on when the call's own time is up: the mint may
+// hold them whether the caller is still there or not.
+const unsettledRecordTimeout = 10 * time.Second
+
+// recordUnsettled records the coins of a call whose bearer coins the mint
+// may have credited to the server (see [DepositUnsettledError]): every
+// spend but those the mint refused, as credit for request id, and returns
+// the INTERNAL answer, which tells the client that its coins may be taken
+// and that a retry of the same request is served on their credit. undo,
+// if not nil, is called if nothing is recorded.
+func (p *Paywall) recordUnsettled(ctx context.Context, id [RequestIDSize]byte, digest [DigestSize]byte, spends []*coin.Spend, undo func(), ue *DepositUnsettledError) error {
+	answer := &Error{Code: pb.Code_INTERNAL, Message: ue.Reason}
+	refused := make(map[[32]byte]bool, len(ue.Refused))
+	for _, pub := range ue.Refused {
+		refused[pub] = true
+	}
+	var kept []*coin.Spend
+	var value uint64
+	for _, s := range spends {
+		if !refused[s.Pub] {
+			kept = append(kept, s)
+			value += s.Amount // a verified call's total does not overflow
+		}
+	}
+	if undo == nil {
+		undo = func() {}
+	}
+	if len(kept) == 0 {
+		undo()
+		return answer
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unsettledRecordTimeout)
+	defer cancel()
+	rec, err := p.spent.Record(rctx, id, digest, kept, value)
+	if err != nil {
+		undo()
+		// Still INTERNAL: the mint may hold the coins whatever this
+		// store says.
+		return fmt.Errorf("protocol: recording coins the mint may hold: %w: %w", answer, internalOnly(err))
+	}
+	if rec.Replay {
+		undo()
+	}
+	return answer
+}
+
 // again answers a request already recorded: from its stored answer, or,
-// if it has none (it failed, or the server stopped, or it is a Replay
-// operation), by serving it again on the credit of its coins, if they
-// still pay for it.
+// if it has none (it failed, or the server stopped, or the mint's verdict
+// on its deposit was unsettled, or it is a Replay operation), by serving
+// it again on the credit of its coins, if they still pay for it and the
+// deposit policy, if it is a [CreditPolicy], agrees.
 func (p *Paywall) again(ctx context.Context, rec *SpentRequest, digest [DigestSize]byte, op *Operation) ([]byte, error) {
 	if rec.Digest != digest {
 		return nil, badRequest("request ID reused with another body")
@@ -459,6 +573,11 @@ func (p *Paywall) again(ctx context.Context, rec *SpentRequest, digest [DigestSi
 	}
 	if err := p.covered(ctx, rec, op); err != nil {
 		return nil, err
+	}
+	if c, ok := p.deposit.(CreditPolicy); ok {
+		if err := c.AdmitCredit(ctx, rec); err != nil {
+			return nil, creditError(err)
+		}
 	}
 	return p.run(ctx, rec.ID, digest, op)
 }
@@ -680,7 +799,7 @@ func (p *Paywall) askPayment(code pb.Code, s *SignedSchedule, quote uint64, agen
 // needs no signature: distinct coins, keysets known, not revoked, in the
 // schedule's unit and inside their spend window, and designations. It
 // returns the spends, their total and the bearer ones.
-func (p *Paywall) parseSpends(raw [][]byte, s *SignedSchedule, now time.Time) (spends, bearer []*coin.Spend, total uint64, err error) {
+func (p *Paywall) parseSpends(ctx context.Context, raw [][]byte, s *SignedSchedule, now time.Time) (spends, bearer []*coin.Spend, total uint64, err error) {
 	spends = make([]*coin.Spend, len(raw))
 	seen := make(map[[32]byte]bool, len(raw))
 	for i, b := range raw {
@@ -695,6 +814,11 @@ func (p *Paywall) parseSpends(raw [][]byte, s *SignedSchedule, now time.Time) (s
 		ks, err := p.keysets.Lookup(sp.KeysetID)
 		if err == nil && ks == nil {
 			err = coin.ErrUnknownKeyset
+		}
+		if errors.Is(err, coin.ErrUnknownKeyset) && p.keysetMiss != nil && p.keysetMiss(ctx, sp.KeysetID) {
+			if ks, err = p.keysets.Lookup(sp.KeysetID); err == nil && ks == nil {
+				err = coin.ErrUnknownKeyset
+			}
 		}
 		if err != nil {
 			return nil, nil, 0, spendError(&coin.BatchError{Errs: indexed(i, err)})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/scripnet/scrip/coin"
@@ -119,9 +120,13 @@ func PayComputed(ctx context.Context, o *Offer) error {
 const (
 	// DefaultPaymentRounds bounds the offers one call may pay after.
 	DefaultPaymentRounds = 3
-	// DefaultRetries bounds the times one request is sent again after a
-	// transport failure.
+	// DefaultRetries bounds the times one request is sent again,
+	// unchanged, when its outcome is unknown: after a transport failure,
+	// or an INTERNAL answer to a request that carries spends.
 	DefaultRetries = 2
+	// DefaultRetryBackoff is the wait before the first retry; each next
+	// one waits twice as long.
+	DefaultRetryBackoff = 25 * time.Millisecond
 )
 
 // PaidClient makes calls, free and paid, to scrip servers over one libp2p
@@ -136,6 +141,7 @@ type PaidClient struct {
 	upfront bool
 	rounds  int
 	retries int
+	backoff time.Duration
 
 	mu    sync.Mutex
 	sched map[peer.ID]*SignedSchedule
@@ -167,17 +173,30 @@ func WithPaymentRounds(n int) ClientOption {
 	return func(c *PaidClient) { c.rounds = max(n, 1) }
 }
 
-// WithRetries bounds how often a request is sent again, unchanged, after a
-// transport failure (at least 0).
+// WithRetries bounds how often a request is sent again, unchanged, when
+// its outcome is unknown (at least 0): after a transport failure, or after
+// an INTERNAL answer to a request that carries spends, which the server
+// may hold as credit for that request (see [OutcomeUnknown]). The same
+// request ID, body and spends go to the same server, so a server that
+// recorded the coins serves the retry on their credit and never charges
+// twice.
 func WithRetries(n int) ClientOption {
 	return func(c *PaidClient) { c.retries = max(n, 0) }
+}
+
+// WithRetryBackoff sets the wait before the first retry (at least a
+// millisecond); each next retry waits twice as long as the one before.
+// With n retries, a server has about (2^n − 1) × d to come back.
+func WithRetryBackoff(d time.Duration) ClientOption {
+	return func(c *PaidClient) { c.backoff = max(d, time.Millisecond) }
 }
 
 // NewPaidClient returns a client that calls from h and pays with payer
 // (nil for a client that makes only free calls).
 //
 // Defaults: clock time.Now; policy [PayComputed]; up front on;
-// [DefaultPaymentRounds] offers per call; [DefaultRetries] retries.
+// [DefaultPaymentRounds] offers per call; [DefaultRetries] retries after
+// [DefaultRetryBackoff], doubling.
 func NewPaidClient(h host.Host, payer Payer, opts ...ClientOption) *PaidClient {
 	c := &PaidClient{
 		host:    h,
@@ -187,6 +206,7 @@ func NewPaidClient(h host.Host, payer Payer, opts ...ClientOption) *PaidClient {
 		upfront: true,
 		rounds:  DefaultPaymentRounds,
 		retries: DefaultRetries,
+		backoff: DefaultRetryBackoff,
 		sched:   make(map[peer.ID]*SignedSchedule),
 	}
 	for _, o := range opts {
@@ -231,8 +251,12 @@ type PaidRequest struct {
 // Do makes one call to server and returns the response body. A paid call
 // is paid up front if the client holds a schedule of server valid now;
 // otherwise it is sent unpaid and paid after the server's offer, if the
-// policy agrees. A request that fails in transport is sent again
-// unchanged (the server answers a retry without charging again).
+// policy agrees. A request whose outcome is unknown (it failed in
+// transport, or a paid one was answered INTERNAL) is sent again unchanged,
+// a bounded number of times with a growing wait (see [WithRetries]): the
+// server answers a retry without charging again. The payer is told the
+// outcome once, after the last attempt; if it is still unknown, the coins
+// stay reserved for that server and request.
 func (c *PaidClient) Do(ctx context.Context, server peer.ID, r PaidRequest) ([]byte, error) {
 	if !r.Paid {
 		body, err := r.Body(newRequestID(), nil)
@@ -310,21 +334,43 @@ func (c *PaidClient) Do(ctx context.Context, server peer.ID, r PaidRequest) ([]b
 	}
 }
 
-// exchange sends req, and sends it again after a transport failure.
+// exchange sends req, and sends it again, unchanged, while its outcome is
+// unknown: after a transport failure, or an INTERNAL answer to a request
+// with spends. It waits c.backoff before the first retry, twice as long
+// before each next one, and gives up after c.retries retries. A retry
+// dials the server even if an earlier dial failed a moment ago (libp2p's
+// dial backoff would refuse at once): a server that restarts is found.
 func (c *PaidClient) exchange(ctx context.Context, server peer.ID, id string, req *pb.Request) (*pb.Response, error) {
+	wait := c.backoff
 	for attempt := 0; ; attempt++ {
-		resp, err := Call(ctx, c.host, server, id, req)
-		if err == nil || attempt >= c.retries || ctx.Err() != nil || !transportFailure(err) {
+		cctx := ctx
+		if attempt > 0 {
+			cctx = network.WithForceDirectDial(ctx, "scrip: retry of a request whose outcome is unknown")
+		}
+		resp, err := Call(cctx, c.host, server, id, req)
+		if err == nil || attempt >= c.retries || ctx.Err() != nil || !unknownOutcome(err, req) {
 			return resp, err
 		}
-		t := time.NewTimer(time.Duration(attempt+1) * 20 * time.Millisecond)
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 			return nil, err
 		}
+		wait *= 2
 	}
+}
+
+// unknownOutcome reports whether err, the failure of req, leaves its
+// outcome unknown so that it is worth sending again: a transport failure,
+// or an INTERNAL answer to a request that carries spends (the server may
+// hold them as credit for it).
+func unknownOutcome(err error, req *pb.Request) bool {
+	if _, ok := errors.AsType[*Error](err); ok {
+		return len(req.Spends) > 0 && OutcomeOf(err) == OutcomeUnknown
+	}
+	return transportFailure(err)
 }
 
 // transportFailure reports whether err is a failure to exchange frames

@@ -162,7 +162,9 @@ var _ DepositPolicy = (*BearerCap)(nil)
 // NewBearerCap returns a policy with the given cap. deposit, if not nil,
 // deposits spends (which signed digest) at the mint and returns nil once
 // the mint credited all of them to the server; an error refuses the call
-// (an error wrapping [ErrDoubleSpend] is answered DOUBLE_SPEND).
+// (an error wrapping [ErrDoubleSpend] is answered DOUBLE_SPEND), except a
+// [*DepositUnsettledError], with which the paywall records the coins the
+// mint may hold and answers INTERNAL (BearerCap does not count them).
 func NewBearerCap(limit uint64, deposit func(ctx context.Context, digest [DigestSize]byte, spends []*coin.Spend) error) *BearerCap {
 	return &BearerCap{limit: limit, deposit: deposit}
 }

@@ -31,7 +31,8 @@ import (
 // if ctx has none; cancelling ctx resets the stream. If the server answers
 // with an error, Call returns the *[Error] decoded by [DecodeError] (its
 // payment schedule verified as signed by p) and no response. Call checks
-// req against the protocol's request cap before opening a stream.
+// req against the protocol's request cap before opening a stream; an
+// error opening it wraps [ErrNotSent].
 func Call(ctx context.Context, h host.Host, p peer.ID, id string, req *pb.Request) (*pb.Response, error) {
 	caps, ok := CapsFor(id)
 	if !ok {
@@ -42,7 +43,7 @@ func Call(ctx context.Context, h host.Host, p peer.ID, id string, req *pb.Reques
 	}
 	s, err := h.NewStream(ctx, p, libp2pprotocol.ID(id))
 	if err != nil {
-		return nil, fmt.Errorf("protocol: opening %s stream: %w", id, err)
+		return nil, fmt.Errorf("protocol: opening %s stream: %w", id, notSent{err})
 	}
 	resp, err := roundTrip(ctx, s, req, caps)
 	if err != nil {
@@ -53,6 +54,13 @@ func Call(ctx context.Context, h host.Host, p peer.ID, id string, req *pb.Reques
 	}
 	return resp, nil
 }
+
+// notSent wraps the failure of a call that sent nothing; it matches
+// [ErrNotSent] and its cause under errors.Is, and reads as its cause.
+type notSent struct{ err error }
+
+func (e notSent) Error() string   { return e.err.Error() }
+func (e notSent) Unwrap() []error { return []error{ErrNotSent, e.err} }
 
 // roundTrip runs one exchange on s and always closes or resets it.
 func roundTrip(ctx context.Context, s network.Stream, req *pb.Request, caps Caps) (_ *pb.Response, err error) {

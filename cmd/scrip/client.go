@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,9 +28,12 @@ func init() {
 	register(command{name: "client", summary: "run the client node (wallet, connections, local API)", run: runClient})
 }
 
-// cliStdout is where the client commands print their results; tests
-// replace it.
-var cliStdout io.Writer = os.Stdout
+// cliStdout is where the commands print their results, and cliStdin
+// where they read secrets given as "-"; tests replace them.
+var (
+	cliStdout io.Writer = os.Stdout
+	cliStdin  io.Reader = os.Stdin
+)
 
 // errNoNode is the one line for a CLI command run without a client node.
 var errNoNode = errors.New("no client node running: start one with `scrip client`")
@@ -87,6 +92,7 @@ func runClient(ctx context.Context, args []string) error {
 	upBudget := fs.Uint64("budget-upload", 0, "most one upload may cost, in the mint's unit (default: no bound)")
 	downBudget := fs.Uint64("budget-download", 0, "most one download may cost (default: no bound)")
 	totalBudget := fs.Uint64("budget-total", 0, "most all payments of this session may cost (default: no bound)")
+	metrics := metricsFlags(fs)
 	verbose := fs.Bool("v", false, "log more")
 	pos, err := cliParse(fs, args)
 	if err != nil {
@@ -94,6 +100,9 @@ func runClient(ctx context.Context, args []string) error {
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+	}
+	if err := metrics.check(); err != nil {
+		return err
 	}
 	if *announce == "" {
 		return fmt.Errorf("%w: --announce FILE is required", errUsage)
@@ -123,9 +132,20 @@ func runClient(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	me, err := metrics.start(*dir, cl.Registry())
+	if err != nil {
+		cl.Close()
+		return oneLine(err)
+	}
 	fmt.Fprintf(cliStdout, "scrip client: API on %s\n", cl.APIURL())
+	if me != nil {
+		fmt.Fprintf(cliStdout, "scrip client: metrics on %s/metrics\n", me.URL())
+	}
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "scrip client: stopping")
+	if me != nil {
+		me.Close()
+	}
 	return cl.Close()
 }
 
@@ -147,7 +167,29 @@ func cliConnect(dir string) (*cliNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the client node's token: %w", err)
 	}
-	return &cliNode{dir: dir, url: strings.TrimSpace(string(u)), token: strings.TrimSpace(string(tok)), http: &http.Client{}}, nil
+	apiURL := strings.TrimRight(strings.TrimSpace(string(u)), "/")
+	if !cliLoopbackURL(apiURL) {
+		// The API listens on loopback only: whatever else the file says,
+		// the token does not go there.
+		return nil, fmt.Errorf("%s names %q, not a loopback http:// address: is it the file a client node wrote?",
+			filepath.Join(dir, node.ClientAPIFile), apiURL)
+	}
+	return &cliNode{dir: dir, url: apiURL, token: strings.TrimSpace(string(tok)), http: node.NewLocalHTTPClient(0)}, nil
+}
+
+// cliLoopbackURL reports whether s is http://HOST:PORT with HOST
+// localhost or a loopback IP literal, and nothing else.
+func cliLoopbackURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Port() == "" {
+		return false
+	}
+	if h := u.Hostname(); h == "localhost" {
+		return true
+	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	return false
 }
 
 // request sends one call and returns the answer if it is a success; an

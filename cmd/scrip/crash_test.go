@@ -257,7 +257,15 @@ func (g *crashGrid) voucher(amount uint64) string {
 
 // pendingAt reads server i's pending coins from its metrics.
 func (g *crashGrid) pendingAt(i int) (int, error) {
-	resp, err := http.Get("http://" + g.serverMetrics[i] + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, "http://"+g.serverMetrics[i]+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	// The endpoint wants the token of the server's directory.
+	if tok, err := os.ReadFile(filepath.Join(g.serverDirs[i], node.MetricsTokenFile)); err == nil {
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -272,6 +280,59 @@ func (g *crashGrid) pendingAt(i int) (int, error) {
 	}
 	v, err := strconv.ParseFloat(string(m[1]), 64)
 	return int(v), err
+}
+
+// cliResult is the outcome of a scrip command run by cliAsync.
+type cliResult struct {
+	stdout, stderr string
+	err            error
+}
+
+// cliAsync runs a one-shot scrip command against the client node, as cli
+// does, in the background, and sends its outcome on the channel it
+// returns. The command is killed after 90 s.
+func (g *crashGrid) cliAsync(args ...string) <-chan cliResult {
+	out := make(chan cliResult, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	g.t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, g.bin, append(slices.Clone(args), "--dir", g.clientDir)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	go func() {
+		err := cmd.Run()
+		out <- cliResult{stdout.String(), stderr.String(), err}
+	}()
+	return out
+}
+
+// pendingRequests returns the requests whose coins server i holds pending
+// deposit (from a copy; the server must not be running).
+func (g *crashGrid) pendingRequests(i int) [][16]byte {
+	g.t.Helper()
+	s, err := spentset.Open(g.copyFile(filepath.Join(g.serverDirs[i], node.ServerSpentFile)))
+	require.NoError(g.t, err)
+	defer s.Close()
+	pending, err := s.PendingDeposits(context.Background(), protocol.MaxDepositCoins)
+	require.NoError(g.t, err)
+	var ids [][16]byte
+	for _, d := range pending {
+		if !slices.Contains(ids, d.RequestID) {
+			ids = append(ids, d.RequestID)
+		}
+	}
+	return ids
+}
+
+// lookupRequest returns server i's record of request id (from a copy; the
+// server must not be running).
+func (g *crashGrid) lookupRequest(i int, id [16]byte) *protocol.SpentRequest {
+	g.t.Helper()
+	s, err := spentset.Open(g.copyFile(filepath.Join(g.serverDirs[i], node.ServerSpentFile)))
+	require.NoError(g.t, err)
+	defer s.Close()
+	rec, err := s.Lookup(context.Background(), id)
+	require.NoError(g.t, err)
+	return rec
 }
 
 // waitDeposited waits until servers from to to−1 have no coin pending.
@@ -454,6 +515,52 @@ func TestCrashRecovery(t *testing.T) {
 	g.checkGet(cap2, data2)
 	g.waitDeposited(0, nServers)
 
+	// (e) Server 1, started again with the crash point armed, dies after
+	// recording the coins of an upload's Allocate, before serving it, and
+	// is started again at once on the same directory, identity and
+	// address. The client node got no answer: it sends the same request
+	// (same ID, body and spends) again, with a growing wait, until the
+	// server is back, which serves it on the credit of the recorded
+	// coins. The upload finishes with server 1's share, paid once.
+	g.stopProc(g.servers[1], "server 1")
+	g.startServer(1, "server/after-record")
+	_, stderr, err = g.cliRetry("wait-until-connected", "--min", strconv.Itoa(nServers), "--timeout", "20s")
+	require.NoError(t, err, stderr)
+	data3 := make([]byte, 150_000)
+	rand.Read(data3)
+	file3 := filepath.Join(root, "three.bin")
+	require.NoError(t, os.WriteFile(file3, data3, 0o600))
+	put3 := g.cliAsync("put", "-q", "--report", file3)
+	g.waitKilled(g.servers[1], "server 1 at server/after-record")
+	crashed := g.pendingRequests(1)
+	require.Len(t, crashed, 1, "server 1 recorded the coins of one request before it died")
+	// Down for a second, as under a supervisor that restarts it after a
+	// pause: longer than a client that retried only at once would wait.
+	time.Sleep(time.Second)
+	restart := time.Now()
+	g.startServer(1, "")
+	t.Logf("server 1 started again in %v, after a second down", time.Since(restart).Round(time.Millisecond))
+	res3 := <-put3
+	require.NoError(t, res3.err, "the upload finishes once server 1 serves the retry: %s", res3.stderr)
+	cap3 := strings.TrimSpace(res3.stdout)
+	var rep3 node.PutReport
+	at := strings.Index(res3.stderr, "{")
+	require.GreaterOrEqual(t, at, 0, "no report: %s", res3.stderr)
+	require.NoError(t, json.Unmarshal([]byte(res3.stderr[at:]), &rep3), res3.stderr)
+	var allocs3 []node.CallReport
+	for _, c := range rep3.Calls {
+		if c.Op == "allocate" && c.Server == g.serverIDs[1].String() {
+			allocs3 = append(allocs3, c)
+		}
+	}
+	require.Len(t, allocs3, 1, "one Allocate call to server 1: its retry was the same request")
+	require.Empty(t, allocs3[0].Error)
+	require.Zero(t, rep3.Unknown, "every paid call of the upload was answered")
+	require.True(t, slices.ContainsFunc(rep3.Shares, func(s node.PutShare) bool { return s.Server == g.serverIDs[1].String() }),
+		"server 1 holds a share of the upload")
+	g.checkGet(cap3, data3)
+	g.waitDeposited(0, nServers)
+
 	// All stop; the stores are read from copies.
 	g.stopProc(g.client, "client")
 	for i := range nServers {
@@ -462,6 +569,11 @@ func TestCrashRecovery(t *testing.T) {
 	g.stopProc(g.mint, "mint")
 	st0 := g.spentStats(0)
 	require.GreaterOrEqual(t, st0.CreditedValue, s0Recorded, "server 0's coins recorded before its crash were credited later")
+	// Server 1 answered the request it died in, on the credit of the
+	// coins recorded then: what the client paid for its Allocate, once.
+	rec := g.lookupRequest(1, crashed[0])
+	require.True(t, rec.Answered, "server 1 stored the answer of the request it died in")
+	require.Equal(t, allocs3[0].Cost, rec.Value, "the client paid once what server 1 recorded before it died")
 	r := g.reconcile(vouchers)
 	t.Logf("reconciliation (msat): %s", r)
 	t.Logf("crash test took %v", time.Since(start).Round(time.Millisecond))

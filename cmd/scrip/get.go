@@ -1,37 +1,53 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/scripnet/scrip/node"
 )
 
 func init() {
-	register(command{name: "get", summary: "download a file: scrip get CAP -o FILE", run: runGet})
+	register(command{name: "get", summary: "download a file: scrip get CAP|- -o FILE", run: runGet})
 }
 
 func runGet(ctx context.Context, args []string) error {
 	fs, dir := cliFlags("get")
 	out := fs.String("o", "-", "file to write (- for standard output)")
 	quiet := fs.Bool("q", false, "no progress bar")
+	cliUsage(fs, "scrip get CAP|- [-o FILE] [-q] [--dir DIR]",
+		"CAP is the capability \"scrip put\" printed: the file's read key. "+secretArgNote("capability", ""))
 	pos, err := cliParse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: give one capability (scrip:chk:...)", errUsage)
+		return fmt.Errorf("%w: give one capability (scrip:chk:...), or - to read it from standard input", errUsage)
 	}
 	n, err := cliConnect(*dir)
 	if err != nil {
 		return err
 	}
-	resp, err := n.request(ctx, http.MethodGet, "/get?cap="+url.QueryEscape(pos[0]), nil, nil)
+	capText := pos[0]
+	if capText == "-" {
+		if capText, err = cliReadSecret("capability"); err != nil {
+			return err
+		}
+	}
+	// The capability goes in the body: URLs end up in logs.
+	reqBody, err := json.Marshal(node.GetRequest{Capability: capText})
+	if err != nil {
+		return err
+	}
+	resp, err := n.request(ctx, http.MethodPost, "/get", bytes.NewReader(reqBody), http.Header{"Content-Type": {"application/json"}})
 	if err != nil {
 		return err
 	}

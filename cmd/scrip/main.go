@@ -4,15 +4,20 @@
 //	scrip serve --capacity 10GiB        run a storage server
 //	scrip client                        run the client node (wallet, connections, local API)
 //	scrip voucher new --amount N        create a voucher (mint admin endpoint)
-//	scrip wallet fund VOUCHER           withdraw coins with a voucher
+//	scrip wallet fund VOUCHER|-         withdraw coins with a voucher (- reads it from standard input)
 //	scrip wallet backup | restore       export or restore the wallet seed
 //	scrip put FILE                      upload a file, print its capability
-//	scrip get CAP -o FILE               download a file
+//	scrip get CAP|- -o FILE             download a file (- reads the capability from standard input)
 //	scrip status                        servers, wallet, prices
 //	scrip wait-until-connected          wait for servers
 //
 // Run "scrip help" for the list of commands and "scrip COMMAND -h" for a
 // command's flags.
+//
+// Secrets (voucher codes, capabilities, seed phrases) given as arguments
+// are visible to other local users (ps, /proc) while a command runs and
+// stay in the shell's history: every command that takes one also reads it
+// from standard input when given "-".
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -41,6 +47,35 @@ func register(c command) {
 		panic("scrip: command registered twice: " + c.name)
 	}
 	commands[c.name] = c
+}
+
+// cliStderr is where flag sets print their usage; tests replace it.
+var cliStderr io.Writer = os.Stderr
+
+// cliUsage makes fs print the synopsis and the notes, then its flags, on
+// -h.
+func cliUsage(fs *flag.FlagSet, synopsis string, notes ...string) {
+	fs.Usage = func() {
+		w := cliStderr
+		fmt.Fprintf(w, "usage: %s\n", synopsis)
+		for _, n := range notes {
+			fmt.Fprintf(w, "\n%s\n", n)
+		}
+		fmt.Fprintln(w, "\nflags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+// secretArgNote is the note of a command that takes a secret, named what,
+// as an argument; env, if not empty, is the variable that may hold it.
+func secretArgNote(what, env string) string {
+	s := "The " + what + " given as an argument is visible to other local users (ps, /proc) while the\n" +
+		"command runs, and stays in the shell's history: give - to read it from standard input"
+	if env != "" {
+		s += ",\nor set $" + env
+	}
+	return s + "."
 }
 
 // errUsage makes main print the usage and exit with status 2.

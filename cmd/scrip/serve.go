@@ -28,7 +28,7 @@ func runServe(ctx context.Context, args []string) error {
 	announce := fs.String("announce", os.Getenv("SCRIP_ANNOUNCE"), "announcements file naming the mint; the server adds itself (default $SCRIP_ANNOUNCE)")
 	var listen roleList
 	fs.Var(&listen, "listen", "libp2p address to listen on; repeat or separate with commas (default: 127.0.0.1, TCP and QUIC, any port)")
-	metrics := fs.String("metrics", "", "address of an HTTP endpoint serving metrics at /metrics (default: none)")
+	metrics := metricsFlags(fs)
 	agent := fs.String("pricing-agent", "", "external pricing program and its arguments, separated by spaces (default: the built-in agent)")
 	unit := fs.String("unit", "", "unit of the prices (default: the unit of the mint's keysets)")
 	bearerCap := fs.Uint64("bearer-cap", 0, "undeposited bearer coin value held at most (default 65536)")
@@ -37,6 +37,9 @@ func runServe(ctx context.Context, args []string) error {
 	deposit := fs.Duration("deposit-interval", 0, "time between two deposit rounds (default 30s)")
 	verbose := fs.Bool("v", false, "log more")
 	if err := roleParse(fs, args); err != nil {
+		return err
+	}
+	if err := metrics.check(); err != nil {
 		return err
 	}
 	if *capacity == "" {
@@ -63,7 +66,6 @@ func runServe(ctx context.Context, args []string) error {
 		Mint:              mint,
 		AnnouncementsFile: *announce,
 		ListenAddrs:       listen,
-		MetricsAddr:       *metrics,
 		Unit:              *unit,
 		BearerCap:         *bearerCap,
 		RefuseOverCap:     *refuse,
@@ -86,16 +88,26 @@ func runServe(ctx context.Context, args []string) error {
 		return oneLine(err)
 	}
 	defer s.Close()
+	me, err := metrics.start(*dir, s.Registry())
+	if err != nil {
+		return oneLine(err)
+	}
+	if me != nil {
+		defer me.Close()
+	}
 	ann := s.Announcement()
 	if err := writeAnnouncement(*announce, ann); err != nil {
 		return err
 	}
 	metricsURL := "none"
-	if u := s.MetricsURL(); u != "" {
-		metricsURL = u + "/metrics"
+	if me != nil {
+		metricsURL = me.URL() + "/metrics"
 	}
 	fmt.Printf("scrip serve: listening as %s on %s; capacity %s; metrics %s\n", ann.ID, addrList(ann), formatByteSize(size), metricsURL)
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "scrip serve: stopping")
+	if me != nil {
+		me.Close()
+	}
 	return s.Close()
 }

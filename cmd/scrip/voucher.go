@@ -14,8 +14,8 @@ import (
 )
 
 func init() {
-	register(command{name: "voucher new", summary: "create a voucher (mint admin endpoint)", run: runVoucherNew})
-	register(command{name: "voucher show", summary: "show what is left on a voucher (mint admin endpoint)", run: runVoucherShow})
+	register(command{name: "voucher new", summary: "create a voucher and print its code (mint admin endpoint)", run: runVoucherNew})
+	register(command{name: "voucher show", summary: "show what is left on a voucher: scrip voucher show CODE|- (mint admin endpoint)", run: runVoucherShow})
 }
 
 // voucherFlags adds the flags that find the mint's admin endpoint.
@@ -23,7 +23,9 @@ func voucherFlags(name string) (*flag.FlagSet, func() (*node.AdminClient, error)
 	fs := flag.NewFlagSet("scrip "+name, flag.ContinueOnError)
 	dir := fs.String("dir", roleDefaultDir("mint"), "the mint's directory, whose admin file gives the endpoint and its token")
 	admin := fs.String("admin", "", "URL of the mint's admin endpoint (default: from the mint's directory, else http://"+node.DefaultAdminAddr+")")
-	token := fs.String("token", os.Getenv("SCRIP_ADMIN_TOKEN"), "token of the admin endpoint (default $SCRIP_ADMIN_TOKEN, else from the mint's directory)")
+	// The default is not the variable's value: -h would print it.
+	token := fs.String("token", "", "token of the admin endpoint (default $SCRIP_ADMIN_TOKEN, else from the mint's directory); "+
+		"on the command line it is visible to other local users: prefer the variable or --dir")
 	return fs, func() (*node.AdminClient, error) {
 		info, err := node.ReadAdminInfo(*dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -38,6 +40,9 @@ func voucherFlags(name string) (*flag.FlagSet, func() (*node.AdminClient, error)
 		}
 		if !strings.Contains(url, "://") {
 			url = "http://" + url
+		}
+		if env := strings.TrimSpace(os.Getenv("SCRIP_ADMIN_TOKEN")); env != "" {
+			tok = env
 		}
 		if *token != "" {
 			tok = *token
@@ -57,11 +62,15 @@ func adminError(c *node.AdminClient, err error) error {
 	return oneLine(err)
 }
 
-// runVoucherNew creates a voucher and prints its code, alone on a line.
+// runVoucherNew creates a voucher and prints its code, alone on a line of
+// standard output, and nowhere else.
 func runVoucherNew(ctx context.Context, args []string) error {
 	fs, client := voucherFlags("voucher new")
 	amount := fs.Uint64("amount", 0, "value of the voucher, in the mint's unit (required)")
 	unit := fs.String("unit", "", "unit of the voucher (default: the mint's)")
+	cliUsage(fs, "scrip voucher new --amount N [--unit UNIT] [--dir MINTDIR]",
+		"Prints the voucher's code on standard output, and nowhere else: it is a bearer secret worth N.\n"+
+			"Pipe it on, as in: scrip voucher new --amount N | scrip wallet fund -")
 	if err := roleParse(fs, args); err != nil {
 		return err
 	}
@@ -78,35 +87,42 @@ func runVoucherNew(ctx context.Context, args []string) error {
 	if err != nil {
 		return adminError(c, err)
 	}
-	fmt.Println(code)
+	fmt.Fprintln(cliStdout, code)
 	return nil
 }
 
 // runVoucherShow prints a voucher's unit, value and what is left.
 func runVoucherShow(ctx context.Context, args []string) error {
 	fs, client := voucherFlags("voucher show")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	cliUsage(fs, "scrip voucher show CODE|- [--dir MINTDIR]", secretArgNote("voucher code", voucherEnv))
+	pos, err := cliParse(fs, args)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) > 1 {
 		return fmt.Errorf("%w: give one voucher code", errUsage)
+	}
+	secret, err := cliSecretArg(pos, "voucher code", voucherEnv)
+	if err != nil {
+		return err
 	}
 	c, err := client()
 	if err != nil {
 		return err
 	}
+	code, err := secret()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	a, err := c.Voucher(ctx, fs.Arg(0))
+	a, err := c.Voucher(ctx, code)
 	if errors.Is(err, protocol.ErrNotFound) {
 		return errors.New("no such voucher")
 	}
 	if err != nil {
 		return adminError(c, err)
 	}
-	fmt.Printf("%d of %d %s left\n", a.Remaining, a.Value, a.Unit)
+	fmt.Fprintf(cliStdout, "%d of %d %s left\n", a.Remaining, a.Value, a.Unit)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,41 +19,73 @@ import (
 )
 
 func init() {
-	register(command{name: "wallet fund", summary: "withdraw coins with a voucher: scrip wallet fund VOUCHER [--amount N]", run: runWalletFund})
+	register(command{name: "wallet fund", summary: "withdraw coins with a voucher: scrip wallet fund VOUCHER|- [--amount N]", run: runWalletFund})
+	register(command{name: "wallet recoup", summary: "get back the value of coins of keysets the mint revoked", run: runWalletRecoup})
 	register(command{name: "wallet backup", summary: "print the wallet's seed phrase", run: runWalletBackup})
-	register(command{name: "wallet restore", summary: "restore the wallet from its phrase (offline): scrip wallet restore PHRASE", run: runWalletRestore})
+	register(command{name: "wallet restore", summary: "restore the wallet from its phrase (offline): scrip wallet restore PHRASE|-", run: runWalletRestore})
 	register(command{name: "wallet", summary: "show the wallet's balances", run: runWalletShow})
 }
 
-// cliSecretArg returns the secret given as positional arguments (joined
-// by spaces), or read from standard input when it is "-" so that it stays
-// out of the shell's history.
-func cliSecretArg(pos []string, what string) (string, error) {
+// voucherEnv is the environment variable that may hold the voucher code of
+// "scrip wallet fund" and "scrip voucher show" when no argument gives it.
+const voucherEnv = "SCRIP_VOUCHER"
+
+// maxSecretLine bounds a secret read from standard input.
+const maxSecretLine = 4096
+
+// cliSecretArg returns a function that returns the secret named what:
+// the positional arguments (joined by spaces); or, when they are "-", the
+// first line of standard input, which other local users cannot see as
+// they see arguments (ps) and which stays out of the shell's history; or,
+// with no argument, the value of the environment variable env if env is
+// not empty and it is set. A usage error is returned at once, standard
+// input is read when the function is called.
+func cliSecretArg(pos []string, what, env string) (func() (string, error), error) {
 	if len(pos) == 0 {
-		return "", fmt.Errorf("%w: give the %s, or - to read it from standard input", errUsage, what)
+		if env != "" {
+			if v := strings.TrimSpace(os.Getenv(env)); v != "" {
+				return func() (string, error) { return v, nil }, nil
+			}
+			return nil, fmt.Errorf("%w: give the %s, - to read it from standard input, or set $%s", errUsage, what, env)
+		}
+		return nil, fmt.Errorf("%w: give the %s, or - to read it from standard input", errUsage, what)
 	}
 	if len(pos) == 1 && pos[0] == "-" {
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return "", fmt.Errorf("reading the %s: %w", what, err)
-		}
-		return strings.TrimSpace(line), nil
+		return func() (string, error) { return cliReadSecret(what) }, nil
 	}
-	return strings.Join(pos, " "), nil
+	v := strings.Join(pos, " ")
+	return func() (string, error) { return v, nil }, nil
+}
+
+// cliReadSecret reads the first line of standard input.
+func cliReadSecret(what string) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(cliStdin, maxSecretLine)).ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("reading the %s from standard input: %w", what, err)
+	}
+	if line = strings.TrimSpace(line); line == "" {
+		return "", fmt.Errorf("no %s on standard input", what)
+	}
+	return line, nil
 }
 
 func runWalletFund(ctx context.Context, args []string) error {
 	fs, dir := cliFlags("wallet fund")
 	amount := fs.Uint64("amount", 0, "units to withdraw (default: everything the voucher holds)")
+	cliUsage(fs, "scrip wallet fund VOUCHER|- [--amount N] [--dir DIR]", secretArgNote("voucher code", voucherEnv))
 	pos, err := cliParse(fs, args)
 	if err != nil {
 		return err
 	}
-	voucher, err := cliSecretArg(pos, "voucher code")
+	secret, err := cliSecretArg(pos, "voucher code", voucherEnv)
 	if err != nil {
 		return err
 	}
 	n, err := cliConnect(*dir)
+	if err != nil {
+		return err
+	}
+	voucher, err := secret()
 	if err != nil {
 		return err
 	}
@@ -67,6 +100,37 @@ func runWalletFund(ctx context.Context, args []string) error {
 	return nil
 }
 
+func runWalletRecoup(ctx context.Context, args []string) error {
+	fs, dir := cliFlags("wallet recoup")
+	cliUsage(fs, "scrip wallet recoup [--dir DIR]",
+		"The client node does this on its own within a minute of the mint revoking a keyset; this runs it now.")
+	pos, err := cliParse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: scrip wallet recoup takes no arguments", errUsage)
+	}
+	n, err := cliConnect(*dir)
+	if err != nil {
+		return err
+	}
+	var res node.RecoupResult
+	if err := n.call(ctx, http.MethodPost, "/wallet/recoup", struct{}{}, &res); err != nil {
+		return err
+	}
+	if res.Coins == 0 && res.Withdrawn == 0 {
+		fmt.Fprintf(cliStdout, "no coins of revoked keysets; the wallet holds %d %s\n", res.Balance, res.Unit)
+	} else {
+		fmt.Fprintf(cliStdout, "recouped %d %s from %d coins of revoked keysets (%d %s refused); withdrew %d %s; the wallet holds %d %s\n",
+			res.Recouped, res.Unit, res.Coins, res.Refused, res.Unit, res.Withdrawn, res.Unit, res.Balance, res.Unit)
+	}
+	if res.Incomplete != "" {
+		return fmt.Errorf("recoup not finished (the client node will retry): %s", res.Incomplete)
+	}
+	return nil
+}
+
 func runWalletShow(ctx context.Context, args []string) error {
 	fs, dir := cliFlags("wallet")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -75,7 +139,7 @@ func runWalletShow(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("%w: unknown wallet command %q (fund, backup, restore)", errUsage, pos[0])
+		return fmt.Errorf("%w: unknown wallet command %q (fund, recoup, backup, restore)", errUsage, pos[0])
 	}
 	n, err := cliConnect(*dir)
 	if err != nil {
@@ -136,11 +200,16 @@ func runWalletBackup(ctx context.Context, args []string) error {
 func runWalletRestore(ctx context.Context, args []string) error {
 	fs, dir := cliFlags("wallet restore")
 	announce := fs.String("announce", os.Getenv("SCRIP_ANNOUNCE"), "announcements file naming the mint (default: the mint the directory used before, or $SCRIP_ANNOUNCE)")
+	cliUsage(fs, "scrip wallet restore PHRASE|- [--announce FILE] [--dir DIR]", secretArgNote("seed phrase", ""))
 	pos, err := cliParse(fs, args)
 	if err != nil {
 		return err
 	}
-	phrase, err := cliSecretArg(pos, "seed phrase")
+	secret, err := cliSecretArg(pos, "seed phrase", "")
+	if err != nil {
+		return err
+	}
+	phrase, err := secret()
 	if err != nil {
 		return err
 	}

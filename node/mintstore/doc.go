@@ -27,7 +27,8 @@
 //   - an empty destination or receipt of a payout reads back as nil;
 //   - pending payouts are listed sorted by server and request ID;
 //   - rows and spent entries of keysets that Prune has closed are refused
-//     ([ErrIssueClosed], [ErrDepositClosed]).
+//     ([ErrIssueClosed], [ErrDepositClosed]), and new rows of keysets
+//     retired after a restore ([ErrKeysetRetired]).
 //
 // # Layout
 //
@@ -45,9 +46,9 @@
 //	tally           keyset ID ‖ amount → counts (withdrawn, swap outputs, deposited, swap inputs, recouped, pruned rows, pruned spent)
 //	keysets         keyset ID → windows, amount ‖ key per denomination, keyset secret
 //	revoked         keyset ID → time of revocation
-//	closed          keyset ID → flags: rows pruned, spent entries pruned
+//	closed          keyset ID → flags: rows pruned, spent entries pruned, retired after a restore
 //	recouped        key ‖ nonce → coin_pub of the coin recouped from the row
-//	meta            "version" → 1
+//	meta            "version" → 1; "guard" → instance ID, epoch; "backup" → marker (in backups only)
 //
 // The file holds the keysets' secret keys unencrypted: [Open] creates it
 // with mode 0600 and narrows a wider mode.
@@ -75,4 +76,18 @@
 //
 // [Store.Check] verifies that indexes, counters and funding agree with the
 // records.
+//
+// # Backups and restores
+//
+// A database put back from a copy has lost the rows committed after the
+// copy; a nonce answered then could be answered again under other
+// challenges, which reveals the key. So [Open] retires every keyset of a
+// database it finds restored: the store inserts no new row of it
+// ([ErrKeysetRetired]) but answers the rows it holds and spends its coins;
+// [Keys.Retired] tells the mint, and [Keys.Rotate] makes a fresh keyset.
+// A restore is recognised by the backup marker that [Store.Backup],
+// [Store.BackupFile] and [BackupFile] put in their copies (and the live
+// database never carries), or by a database that is not in the epoch its
+// guard file names (see [GuardReport], [WithGuardFile]). guard.go states
+// what it cannot catch.
 package mintstore

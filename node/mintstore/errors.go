@@ -22,6 +22,13 @@ var (
 	// must never be answered afresh.
 	ErrIssueClosed = &protocol.Error{Code: pb.Code_EXPIRED_KEYSET, Message: "keyset's issue window is over"}
 
+	// ErrKeysetRetired (EXPIRED_KEYSET) refuses a new row of a keyset
+	// retired because the store was restored from a copy ([Open]): the
+	// keyset may have answered, after the copy was taken, nonces whose
+	// rows the copy lacks, so it answers no nonce afresh. Rows it has
+	// stored are still answered, and its coins stay good.
+	ErrKeysetRetired = &protocol.Error{Code: pb.Code_EXPIRED_KEYSET, Message: "keyset closed for issuance at this mint (retired after a restore)"}
+
 	// ErrDepositClosed (EXPIRED_KEYSET) refuses to spend a coin of a
 	// keyset whose spent-set entries [Store.Prune] has begun to delete: a
 	// coin spent before could not be told from a fresh one.

@@ -17,7 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if crashChild() {
+	if crashChild() || guardChild() {
 		return
 	}
 	os.Exit(m.Run())

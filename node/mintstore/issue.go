@@ -83,15 +83,28 @@ func checkIssueOpen(closed *closedFlags, r *protocol.IssueRow) error {
 	return nil
 }
 
+// checkNotRetired refuses a new row of a keyset retired after a restore
+// (guard.go). It is checked only for rows that are not stored: a stored
+// row is the one answer the keyset may give for its nonce.
+func checkNotRetired(closed *closedFlags, r *protocol.IssueRow) error {
+	if closed.get(r.KeysetID)&closedRetired != 0 {
+		return ErrKeysetRetired
+	}
+	return nil
+}
+
 func hashEqual(a, b [32]byte) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // CommitIssue implements [protocol.MintStore]. Besides the errors the
 // interface lists, it refuses rows of a keyset whose rows [Store.Prune]
-// has begun to delete with [ErrIssueClosed].
+// has begun to delete with [ErrIssueClosed], and new rows of a keyset
+// retired after a restore ([Open]) with [ErrKeysetRetired] (a retry
+// with the challenges of a stored row is still answered).
 func (s *Store) CommitIssue(ctx context.Context, funding [32]byte, unit string, rows []protocol.IssueRow) ([]coin.Row, error) {
 	var out []coin.Row
+	inserted := false
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		fb := tx.Bucket(bucketFunding)
 		fv := fb.Get(funding[:])
@@ -126,6 +139,9 @@ func (s *Store) CommitIssue(ctx context.Context, funding [32]byte, unit string, 
 				}
 				res[i] = old.Row
 				continue
+			}
+			if err := checkNotRetired(closed, r); err != nil {
+				return err
 			}
 			k := [64]byte(rowKey(r.Key, r.Nonce))
 			if batch[k] {
@@ -170,11 +186,15 @@ func (s *Store) CommitIssue(ctx context.Context, funding [32]byte, unit string, 
 			return err
 		}
 		out = res
+		inserted = true
 		crashpoint.Hit("mint/issue/before-commit")
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if inserted {
+		s.rowsCommitted()
 	}
 	crashpoint.Hit("mint/issue/after-commit")
 	return out, nil

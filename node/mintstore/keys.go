@@ -87,6 +87,9 @@ type Keys struct {
 	ring     *protocol.MintKeyring
 	rand     io.Reader
 	now      func() time.Time
+	// retired holds the keysets retired after a restore ([Open]), which
+	// issue no more. Set by OpenKeys and never changed after.
+	retired map[[32]byte]bool
 
 	mu sync.Mutex // one admin change at a time, so store and ring agree
 }
@@ -129,9 +132,18 @@ func OpenKeys(ctx context.Context, s *Store, identity ed25519.PrivateKey, opts .
 	}
 	var recs []keysetRecord
 	revoked := make(map[[32]byte]bool)
+	k.retired = make(map[[32]byte]bool)
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketRevoked).ForEach(func(id, _ []byte) error {
 			revoked[[32]byte(id)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketClosed).ForEach(func(id, v []byte) error {
+			if len(id) == 32 && len(v) == 1 && v[0]&closedRetired != 0 {
+				k.retired[[32]byte(id)] = true
+			}
 			return nil
 		}); err != nil {
 			return err
@@ -181,6 +193,25 @@ func (r *keysetRecord) matches(ks *coin.Keyset) error {
 		return fmt.Errorf("%w: keyset %x: record does not match its secret", ErrCorrupt, r.id[:8])
 	}
 	return nil
+}
+
+// Retired reports whether keyset id was retired after a restore of the
+// store ([Open]): it issues no more at this mint (the store refuses its
+// new rows with [ErrKeysetRetired]), and its coins stay good. The
+// keyring still holds it, unrevoked, for spending, deposit and Restore;
+// a mint refuses to start issuance (round one) for it too.
+func (k *Keys) Retired(id [32]byte) bool { return k.retired[id] }
+
+// RetiredKeysets returns the keysets retired after a restore that the
+// keyring holds, ordered as [Keys.Keysets].
+func (k *Keys) RetiredKeysets() [][32]byte {
+	var out [][32]byte
+	for _, p := range k.ring.Keysets() {
+		if id := p.Keyset.ID(); k.retired[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Keyring returns the keyring, for [protocol.NewMintService]. Change it
@@ -237,10 +268,13 @@ func (k *Keys) generate(ctx context.Context, p KeyPolicy, notBefore time.Time) (
 
 // Rotate makes the next keyset of policy p's unit when it is due, and
 // returns it; it returns nil when none is due. Let the current keyset be
-// the unit's unrevoked keyset that issues longest:
+// the unit's keyset that issues longest, of those neither revoked nor
+// retired ([Keys.Retired]):
 //
 //   - with none, or one whose issue window is over, the new keyset starts
-//     now;
+//     now, or one second after the not_before of the unit's newest
+//     retired keyset if that is later, so that a wallet that withdraws
+//     from the newest keyset open for issuance picks the new one;
 //   - with one whose issue window ends within p.Overlap, the new keyset
 //     starts p.Overlap before that end, so that both issue for the
 //     overlap and wallets have that long to learn of the new one;
@@ -256,12 +290,22 @@ func (k *Keys) Rotate(ctx context.Context, p KeyPolicy) (*coin.Keyset, error) {
 	defer k.mu.Unlock()
 	now := k.now()
 	var cur *coin.Keyset
+	nb := now
 	for _, pk := range k.ring.Keysets() {
-		if !pk.Revoked && pk.Keyset.Unit == p.Unit && (cur == nil || pk.Keyset.IssueUntil > cur.IssueUntil) {
-			cur = pk.Keyset
+		ks := pk.Keyset
+		if ks.Unit != p.Unit {
+			continue
+		}
+		if k.retired[ks.ID()] {
+			if after := time.Unix(ks.NotBefore+1, 0); after.After(nb) {
+				nb = after
+			}
+			continue
+		}
+		if !pk.Revoked && (cur == nil || ks.IssueUntil > cur.IssueUntil) {
+			cur = ks
 		}
 	}
-	nb := now
 	if cur != nil && cur.IssueUntil > now.Unix() {
 		end := time.Unix(cur.IssueUntil, 0)
 		if now.Before(end.Add(-p.Overlap)) {

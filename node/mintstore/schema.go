@@ -18,7 +18,7 @@ import (
 // big-endian; variable-length fields carry a length prefix (u8 for units,
 // u16 for the rest).
 var (
-	bucketMeta      = []byte("meta")            // "version" → layoutVersion
+	bucketMeta      = []byte("meta")            // "version" → layoutVersion; "guard", "backup" (guard.go)
 	bucketRows      = []byte("rows")            // key ‖ nonce → rowValue
 	bucketNonces    = []byte("nonces")          // nonce ‖ u64 seq → key
 	bucketFunding   = []byte("funding")         // account ID → fundingValue
@@ -39,6 +39,8 @@ var (
 		bucketClosed, bucketRecouped}
 
 	keyVersion = []byte("version")
+	keyGuard   = []byte("guard")  // instance (16) ‖ u64 epoch: see guard.go
+	keyBackup  = []byte("backup") // in a backup copy only: backupMarker
 )
 
 // layoutVersion is the version of this layout, stored under keyVersion.
@@ -53,9 +55,15 @@ var (
 
 // Flags of bucketClosed: what Prune has started to delete for a keyset.
 // Once a flag is set, the store refuses to add what it would delete.
+//
+// closedRetired is not Prune's: the keyset was held by a database that
+// was restored from a copy (guard.go), so it may have answered nonces
+// whose rows the copy lacks. No new row of it is inserted; stored rows are
+// still answered, and its coins are spent as usual.
 const (
 	closedIssue   byte = 1 << 0 // rows: no row of the keyset is inserted
 	closedDeposit byte = 1 << 1 // spent set: no coin of the keyset is spent
+	closedRetired byte = 1 << 2 // rows: no new row of the keyset is inserted
 )
 
 // rowKey is key ‖ nonce, the unique key of an issuance row.

@@ -57,10 +57,12 @@ func checkDepositOpen(closed *closedFlags, r *protocol.SpendRecord) error {
 // interface lists, it refuses a new swap with an input of a keyset whose
 // spent entries [Store.Prune] has begun to delete ([ErrDepositClosed]),
 // or an output of a keyset whose rows it has begun to delete
-// ([ErrIssueClosed]); a retry whose rows were pruned fails with an error
+// ([ErrIssueClosed]) or that was retired after a restore
+// ([ErrKeysetRetired]); a retry whose rows were pruned fails with an error
 // wrapping [protocol.ErrNotFound].
 func (s *Store) CommitSwap(ctx context.Context, c protocol.SwapCommit) (protocol.SwapOutcome, error) {
 	var out protocol.SwapOutcome
+	inserted := false
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		rb := tx.Bucket(bucketRows)
 		if v := tx.Bucket(bucketSwaps).Get(c.RequestID[:]); v != nil {
@@ -98,6 +100,9 @@ func (s *Store) CommitSwap(ctx context.Context, c protocol.SwapCommit) (protocol
 		}
 		for i := range c.Outputs {
 			if err := checkIssueOpen(closed, &c.Outputs[i]); err != nil {
+				return err
+			}
+			if err := checkNotRetired(closed, &c.Outputs[i]); err != nil {
 				return err
 			}
 		}
@@ -160,10 +165,14 @@ func (s *Store) CommitSwap(ctx context.Context, c protocol.SwapCommit) (protocol
 			return err
 		}
 		out = res
+		inserted = true
 		return nil
 	})
 	if err != nil {
 		return protocol.SwapOutcome{}, err
+	}
+	if inserted {
+		s.rowsCommitted()
 	}
 	return out, nil
 }
@@ -274,20 +283,9 @@ func addBalance(bb *bolt.Bucket, server peer.ID, unit string, amount uint64) err
 
 // RecoupCoin is a coin of a revoked keyset whose holder asks for its value
 // back ([Store.Recoup]).
-type RecoupCoin struct {
-	// Spend is the coin's spent-set record: its spend, verified by the
-	// mint for its own peer ID and the recoup request's digest, in its
-	// keyset's deposit window, with a keyring that accepts revoked
-	// keysets.
-	Spend protocol.SpendRecord
-	// Key and Nonce name the issuance row the coin was issued from, and
-	// ChallengeHash is the hash of the challenges the mint recomputed
-	// from the coin and the blinding factors its holder revealed. The
-	// stored row must hold the same hash: this is what proves that the
-	// mint issued the coin, and not a thief of its key.
-	Key, Nonce    [32]byte
-	ChallengeHash [32]byte
-}
+type RecoupCoin = protocol.RecoupCoin
+
+var _ protocol.MintRecouper = (*Store)(nil)
 
 // Recoup gives the holders of unspent coins of a revoked keyset their
 // value back, credited to funding account funding. Atomically, for each

@@ -25,14 +25,18 @@ var (
 // synced before the method returns. Create one with [Open]; the zero Store
 // is not usable.
 type Store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	path  string
+	guard *guard // the restore guard (guard.go)
 }
 
 // Option configures [Open].
 type Option func(*options)
 
 type options struct {
-	lockTimeout time.Duration
+	lockTimeout   time.Duration
+	guardFile     string
+	guardInterval time.Duration
 }
 
 // WithLockTimeout sets how long [Open] waits for the file lock that
@@ -49,10 +53,21 @@ func WithLockTimeout(d time.Duration) Option {
 // commit is synced (bbolt's NoSync is off); the free-page list is not
 // written at each commit but rebuilt when the file is opened, which saves
 // a write per commit and loses nothing on a crash.
+//
+// Open runs the restore guard (see [GuardReport]): if the file is a copy
+// made by [Store.Backup], or is not in the epoch its guard file (path +
+// [GuardSuffix], or [WithGuardFile]) names, Open treats it as restored
+// from a copy and retires every keyset it holds, so that none answers a
+// nonce afresh ([ErrKeysetRetired]); [Store.Guard] says what it did. It
+// writes the guard file before it returns, and keeps it up to date until
+// [Store.Close].
 func Open(path string, opts ...Option) (*Store, error) {
-	o := options{lockTimeout: time.Second}
+	o := options{lockTimeout: time.Second, guardFile: path + GuardSuffix, guardInterval: DefaultGuardInterval}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.guardFile == "" {
+		o.guardFile = path + GuardSuffix
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        o.lockTimeout,
@@ -70,7 +85,12 @@ func Open(path string, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, path: path}
+	if err := s.openGuard(&o); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // restrictMode makes the file readable and writable by its owner only.
@@ -105,9 +125,12 @@ func initLayout(db *bolt.DB) error {
 	})
 }
 
-// Close closes the file. Calls after Close fail.
+// Close closes the file, after advancing the restore guard's epoch if
+// rows were inserted since it last did. Calls after Close fail; closing
+// twice is harmless.
 func (s *Store) Close() error {
-	return s.db.Close()
+	err := s.stopGuard()
+	return errors.Join(err, s.db.Close())
 }
 
 // errNoWrite is what a transaction function returns when it has answered

@@ -56,13 +56,9 @@ func (s *Store) PendingDeposits(ctx context.Context, limit int) ([]Deposit, erro
 			if err != nil {
 				return err
 			}
-			sp, err := coin.ParseSpend(c.spend)
+			d, err := c.deposit(pub)
 			if err != nil {
-				return fmt.Errorf("%w: spend of coin %x: %v", ErrCorrupt, pub, err)
-			}
-			d := Deposit{Spend: sp, Digest: c.digest, RequestID: c.requestID}
-			if c.depositUntil != never {
-				d.DepositUntil = time.Unix(c.depositUntil, 0)
+				return err
 			}
 			out = append(out, d)
 		}
@@ -72,6 +68,57 @@ func (s *Store) PendingDeposits(ctx context.Context, limit int) ([]Deposit, erro
 		return nil, err
 	}
 	return out, nil
+}
+
+// PendingOf returns the coins among pubs that are pending, in the order
+// of pubs, as [Store.PendingDeposits] returns them: a server deposits the
+// coins of one request with it before serving a retry on their credit.
+// Coins not recorded, or with a verdict, are left out.
+func (s *Store) PendingOf(ctx context.Context, pubs [][32]byte) ([]Deposit, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []Deposit
+	err := s.view(func(tx *bolt.Tx) error {
+		out = out[:0]
+		coins := tx.Bucket(bucketCoins)
+		for _, pub := range pubs {
+			v := coins.Get(pub[:])
+			if v == nil {
+				continue
+			}
+			c, err := decodeCoinRecord(v)
+			if err != nil {
+				return err
+			}
+			if c.state != CoinPending {
+				continue
+			}
+			d, err := c.deposit(pub[:])
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// deposit returns the pending coin c, recorded under pub, as a Deposit.
+func (c *coinRecord) deposit(pub []byte) (Deposit, error) {
+	sp, err := coin.ParseSpend(c.spend)
+	if err != nil {
+		return Deposit{}, fmt.Errorf("%w: spend of coin %x: %v", ErrCorrupt, pub, err)
+	}
+	d := Deposit{Spend: sp, Digest: c.digest, RequestID: c.requestID}
+	if c.depositUntil != never {
+		d.DepositUntil = time.Unix(c.depositUntil, 0)
+	}
+	return d, nil
 }
 
 // Outcome is the mint's verdict on one deposited coin.

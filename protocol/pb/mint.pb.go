@@ -112,6 +112,7 @@ type MintRequest struct {
 	//	*MintRequest_Balance
 	//	*MintRequest_Payout
 	//	*MintRequest_Restore
+	//	*MintRequest_Recoup
 	Op            isMintRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -233,6 +234,15 @@ func (x *MintRequest) GetRestore() *Restore {
 	return nil
 }
 
+func (x *MintRequest) GetRecoup() *Recoup {
+	if x != nil {
+		if x, ok := x.Op.(*MintRequest_Recoup); ok {
+			return x.Recoup
+		}
+	}
+	return nil
+}
+
 type isMintRequest_Op interface {
 	isMintRequest_Op()
 }
@@ -269,6 +279,10 @@ type MintRequest_Restore struct {
 	Restore *Restore `protobuf:"bytes,17,opt,name=restore,proto3,oneof"`
 }
 
+type MintRequest_Recoup struct {
+	Recoup *Recoup `protobuf:"bytes,18,opt,name=recoup,proto3,oneof"`
+}
+
 func (*MintRequest_Keysets) isMintRequest_Op() {}
 
 func (*MintRequest_WithdrawBegin) isMintRequest_Op() {}
@@ -285,6 +299,8 @@ func (*MintRequest_Payout) isMintRequest_Op() {}
 
 func (*MintRequest_Restore) isMintRequest_Op() {}
 
+func (*MintRequest_Recoup) isMintRequest_Op() {}
+
 // MintResponse is the body of a successful Response on the mint protocol.
 // Its op is the one of the request.
 type MintResponse struct {
@@ -299,6 +315,7 @@ type MintResponse struct {
 	//	*MintResponse_Balance
 	//	*MintResponse_Payout
 	//	*MintResponse_Restore
+	//	*MintResponse_Recoup
 	Op            isMintResponse_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -413,6 +430,15 @@ func (x *MintResponse) GetRestore() *RestoreResponse {
 	return nil
 }
 
+func (x *MintResponse) GetRecoup() *RecoupResponse {
+	if x != nil {
+		if x, ok := x.Op.(*MintResponse_Recoup); ok {
+			return x.Recoup
+		}
+	}
+	return nil
+}
+
 type isMintResponse_Op interface {
 	isMintResponse_Op()
 }
@@ -449,6 +475,10 @@ type MintResponse_Restore struct {
 	Restore *RestoreResponse `protobuf:"bytes,17,opt,name=restore,proto3,oneof"`
 }
 
+type MintResponse_Recoup struct {
+	Recoup *RecoupResponse `protobuf:"bytes,18,opt,name=recoup,proto3,oneof"`
+}
+
 func (*MintResponse_Keysets) isMintResponse_Op() {}
 
 func (*MintResponse_WithdrawBegin) isMintResponse_Op() {}
@@ -464,6 +494,8 @@ func (*MintResponse_Balance) isMintResponse_Op() {}
 func (*MintResponse_Payout) isMintResponse_Op() {}
 
 func (*MintResponse_Restore) isMintResponse_Op() {}
+
+func (*MintResponse_Recoup) isMintResponse_Op() {}
 
 // Keysets asks for the mint's published keysets.
 type Keysets struct {
@@ -1793,12 +1825,201 @@ func (x *RestoreResponse) GetCoins() []*RestoredCoin {
 	return nil
 }
 
+// RecoupProof shows that the mint issued a coin: the nonce it was issued
+// under and the blinding factors of both clauses (32-byte canonical
+// scalars). The mint recomputes the challenges from the coin and compares
+// their hash with its stored row. It links the coin to its withdrawal.
+type RecoupProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Alpha0        []byte                 `protobuf:"bytes,2,opt,name=alpha0,proto3" json:"alpha0,omitempty"`
+	Beta0         []byte                 `protobuf:"bytes,3,opt,name=beta0,proto3" json:"beta0,omitempty"`
+	Alpha1        []byte                 `protobuf:"bytes,4,opt,name=alpha1,proto3" json:"alpha1,omitempty"`
+	Beta1         []byte                 `protobuf:"bytes,5,opt,name=beta1,proto3" json:"beta1,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoupProof) Reset() {
+	*x = RecoupProof{}
+	mi := &file_mint_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoupProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoupProof) ProtoMessage() {}
+
+func (x *RecoupProof) ProtoReflect() protoreflect.Message {
+	mi := &file_mint_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoupProof.ProtoReflect.Descriptor instead.
+func (*RecoupProof) Descriptor() ([]byte, []int) {
+	return file_mint_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecoupProof) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *RecoupProof) GetAlpha0() []byte {
+	if x != nil {
+		return x.Alpha0
+	}
+	return nil
+}
+
+func (x *RecoupProof) GetBeta0() []byte {
+	if x != nil {
+		return x.Beta0
+	}
+	return nil
+}
+
+func (x *RecoupProof) GetAlpha1() []byte {
+	if x != nil {
+		return x.Alpha1
+	}
+	return nil
+}
+
+func (x *RecoupProof) GetBeta1() []byte {
+	if x != nil {
+		return x.Beta1
+	}
+	return nil
+}
+
+// Recoup gives the holder of unspent coins of a revoked keyset their value
+// back. The Request's spends, signed for the mint's peer ID and this
+// request's digest, are the coins (bearer or designated), each of a revoked
+// keyset inside its deposit window; coins[i] proves the issuance of the
+// i-th spend's coin. The value of the coins credited goes to the funding
+// account named by the funding proof (for vouchers: a code, which need not
+// exist yet; the account is opened with the value), from which the holder
+// withdraws fresh coins. A retry with the same body and spends is answered
+// DEPOSIT_ALREADY_CREDITED for each coin it credited.
+type Recoup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Funding       []byte                 `protobuf:"bytes,1,opt,name=funding,proto3" json:"funding,omitempty"`
+	Coins         []*RecoupProof         `protobuf:"bytes,2,rep,name=coins,proto3" json:"coins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Recoup) Reset() {
+	*x = Recoup{}
+	mi := &file_mint_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recoup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recoup) ProtoMessage() {}
+
+func (x *Recoup) ProtoReflect() protoreflect.Message {
+	mi := &file_mint_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recoup.ProtoReflect.Descriptor instead.
+func (*Recoup) Descriptor() ([]byte, []int) {
+	return file_mint_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Recoup) GetFunding() []byte {
+	if x != nil {
+		return x.Funding
+	}
+	return nil
+}
+
+func (x *Recoup) GetCoins() []*RecoupProof {
+	if x != nil {
+		return x.Coins
+	}
+	return nil
+}
+
+type RecoupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results answers the Request's spends in order: DEPOSIT_CREDITED,
+	// DEPOSIT_ALREADY_CREDITED (a retry), DEPOSIT_DOUBLE_SPENT with the
+	// spend taken first, DEPOSIT_INVALID (no matching row: the coin cannot
+	// be shown to have been issued), DEPOSIT_EXPIRED, or DEPOSIT_NOT_TAKEN.
+	Results       []*DepositResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoupResponse) Reset() {
+	*x = RecoupResponse{}
+	mi := &file_mint_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoupResponse) ProtoMessage() {}
+
+func (x *RecoupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mint_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoupResponse.ProtoReflect.Descriptor instead.
+func (*RecoupResponse) Descriptor() ([]byte, []int) {
+	return file_mint_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RecoupResponse) GetResults() []*DepositResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_mint_proto protoreflect.FileDescriptor
 
 const file_mint_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"mint.proto\x12\bscrip.v1\"\xc7\x03\n" +
+	"mint.proto\x12\bscrip.v1\"\xf3\x03\n" +
 	"\vMintRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\fR\trequestId\x12-\n" +
@@ -1810,8 +2031,9 @@ const file_mint_proto_rawDesc = "" +
 	"\adeposit\x18\x0e \x01(\v2\x11.scrip.v1.DepositH\x00R\adeposit\x12-\n" +
 	"\abalance\x18\x0f \x01(\v2\x11.scrip.v1.BalanceH\x00R\abalance\x12*\n" +
 	"\x06payout\x18\x10 \x01(\v2\x10.scrip.v1.PayoutH\x00R\x06payout\x12-\n" +
-	"\arestore\x18\x11 \x01(\v2\x11.scrip.v1.RestoreH\x00R\arestoreB\x04\n" +
-	"\x02op\"\xe9\x03\n" +
+	"\arestore\x18\x11 \x01(\v2\x11.scrip.v1.RestoreH\x00R\arestore\x12*\n" +
+	"\x06recoup\x18\x12 \x01(\v2\x10.scrip.v1.RecoupH\x00R\x06recoupB\x04\n" +
+	"\x02op\"\x9d\x04\n" +
 	"\fMintResponse\x125\n" +
 	"\akeysets\x18\n" +
 	" \x01(\v2\x19.scrip.v1.KeysetsResponseH\x00R\akeysets\x12H\n" +
@@ -1821,7 +2043,8 @@ const file_mint_proto_rawDesc = "" +
 	"\adeposit\x18\x0e \x01(\v2\x19.scrip.v1.DepositResponseH\x00R\adeposit\x125\n" +
 	"\abalance\x18\x0f \x01(\v2\x19.scrip.v1.BalanceResponseH\x00R\abalance\x122\n" +
 	"\x06payout\x18\x10 \x01(\v2\x18.scrip.v1.PayoutResponseH\x00R\x06payout\x125\n" +
-	"\arestore\x18\x11 \x01(\v2\x19.scrip.v1.RestoreResponseH\x00R\arestoreB\x04\n" +
+	"\arestore\x18\x11 \x01(\v2\x19.scrip.v1.RestoreResponseH\x00R\arestore\x122\n" +
+	"\x06recoup\x18\x12 \x01(\v2\x18.scrip.v1.RecoupResponseH\x00R\x06recoupB\x04\n" +
 	"\x02op\"\t\n" +
 	"\aKeysets\"E\n" +
 	"\x0fKeysetsResponse\x12\x18\n" +
@@ -1895,7 +2118,18 @@ const file_mint_proto_rawDesc = "" +
 	"\x0echallenge_hash\x18\x06 \x01(\fR\rchallengeHash\x12-\n" +
 	"\x06answer\x18\a \x01(\v2\x15.scrip.v1.BlindAnswerR\x06answer\"?\n" +
 	"\x0fRestoreResponse\x12,\n" +
-	"\x05coins\x18\x01 \x03(\v2\x16.scrip.v1.RestoredCoinR\x05coins*\xd3\x01\n" +
+	"\x05coins\x18\x01 \x03(\v2\x16.scrip.v1.RestoredCoinR\x05coins\"\x7f\n" +
+	"\vRecoupProof\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x16\n" +
+	"\x06alpha0\x18\x02 \x01(\fR\x06alpha0\x12\x14\n" +
+	"\x05beta0\x18\x03 \x01(\fR\x05beta0\x12\x16\n" +
+	"\x06alpha1\x18\x04 \x01(\fR\x06alpha1\x12\x14\n" +
+	"\x05beta1\x18\x05 \x01(\fR\x05beta1\"O\n" +
+	"\x06Recoup\x12\x18\n" +
+	"\afunding\x18\x01 \x01(\fR\afunding\x12+\n" +
+	"\x05coins\x18\x02 \x03(\v2\x15.scrip.v1.RecoupProofR\x05coins\"C\n" +
+	"\x0eRecoupResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.scrip.v1.DepositResultR\aresults*\xd3\x01\n" +
 	"\rDepositStatus\x12\x1e\n" +
 	"\x1aDEPOSIT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10DEPOSIT_CREDITED\x10\x01\x12\x1c\n" +
@@ -1919,7 +2153,7 @@ func file_mint_proto_rawDescGZIP() []byte {
 }
 
 var file_mint_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mint_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_mint_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_mint_proto_goTypes = []any{
 	(DepositStatus)(0),             // 0: scrip.v1.DepositStatus
 	(*MintRequest)(nil),            // 1: scrip.v1.MintRequest
@@ -1949,6 +2183,9 @@ var file_mint_proto_goTypes = []any{
 	(*Restore)(nil),                // 25: scrip.v1.Restore
 	(*RestoredCoin)(nil),           // 26: scrip.v1.RestoredCoin
 	(*RestoreResponse)(nil),        // 27: scrip.v1.RestoreResponse
+	(*RecoupProof)(nil),            // 28: scrip.v1.RecoupProof
+	(*Recoup)(nil),                 // 29: scrip.v1.Recoup
+	(*RecoupResponse)(nil),         // 30: scrip.v1.RecoupResponse
 }
 var file_mint_proto_depIdxs = []int32{
 	3,  // 0: scrip.v1.MintRequest.keysets:type_name -> scrip.v1.Keysets
@@ -1959,35 +2196,39 @@ var file_mint_proto_depIdxs = []int32{
 	20, // 5: scrip.v1.MintRequest.balance:type_name -> scrip.v1.Balance
 	23, // 6: scrip.v1.MintRequest.payout:type_name -> scrip.v1.Payout
 	25, // 7: scrip.v1.MintRequest.restore:type_name -> scrip.v1.Restore
-	4,  // 8: scrip.v1.MintResponse.keysets:type_name -> scrip.v1.KeysetsResponse
-	8,  // 9: scrip.v1.MintResponse.withdraw_begin:type_name -> scrip.v1.WithdrawBeginResponse
-	12, // 10: scrip.v1.MintResponse.withdraw_finish:type_name -> scrip.v1.WithdrawFinishResponse
-	14, // 11: scrip.v1.MintResponse.swap:type_name -> scrip.v1.SwapResponse
-	19, // 12: scrip.v1.MintResponse.deposit:type_name -> scrip.v1.DepositResponse
-	22, // 13: scrip.v1.MintResponse.balance:type_name -> scrip.v1.BalanceResponse
-	24, // 14: scrip.v1.MintResponse.payout:type_name -> scrip.v1.PayoutResponse
-	27, // 15: scrip.v1.MintResponse.restore:type_name -> scrip.v1.RestoreResponse
-	5,  // 16: scrip.v1.WithdrawBegin.coins:type_name -> scrip.v1.CoinNonce
-	7,  // 17: scrip.v1.WithdrawBeginResponse.coins:type_name -> scrip.v1.Commitments
-	9,  // 18: scrip.v1.WithdrawFinish.coins:type_name -> scrip.v1.BlindChallenge
-	10, // 19: scrip.v1.WithdrawFinishResponse.coins:type_name -> scrip.v1.BlindAnswer
-	9,  // 20: scrip.v1.Swap.coins:type_name -> scrip.v1.BlindChallenge
-	10, // 21: scrip.v1.SwapResponse.coins:type_name -> scrip.v1.BlindAnswer
-	18, // 22: scrip.v1.SwapResponse.inputs:type_name -> scrip.v1.DepositResult
-	15, // 23: scrip.v1.Deposit.coins:type_name -> scrip.v1.SpentCoin
-	15, // 24: scrip.v1.DoubleSpend.coin:type_name -> scrip.v1.SpentCoin
-	0,  // 25: scrip.v1.DepositResult.status:type_name -> scrip.v1.DepositStatus
-	17, // 26: scrip.v1.DepositResult.conflict:type_name -> scrip.v1.DoubleSpend
-	18, // 27: scrip.v1.DepositResponse.results:type_name -> scrip.v1.DepositResult
-	21, // 28: scrip.v1.BalanceResponse.balances:type_name -> scrip.v1.UnitAmount
-	21, // 29: scrip.v1.Payout.amount:type_name -> scrip.v1.UnitAmount
-	10, // 30: scrip.v1.RestoredCoin.answer:type_name -> scrip.v1.BlindAnswer
-	26, // 31: scrip.v1.RestoreResponse.coins:type_name -> scrip.v1.RestoredCoin
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	29, // 8: scrip.v1.MintRequest.recoup:type_name -> scrip.v1.Recoup
+	4,  // 9: scrip.v1.MintResponse.keysets:type_name -> scrip.v1.KeysetsResponse
+	8,  // 10: scrip.v1.MintResponse.withdraw_begin:type_name -> scrip.v1.WithdrawBeginResponse
+	12, // 11: scrip.v1.MintResponse.withdraw_finish:type_name -> scrip.v1.WithdrawFinishResponse
+	14, // 12: scrip.v1.MintResponse.swap:type_name -> scrip.v1.SwapResponse
+	19, // 13: scrip.v1.MintResponse.deposit:type_name -> scrip.v1.DepositResponse
+	22, // 14: scrip.v1.MintResponse.balance:type_name -> scrip.v1.BalanceResponse
+	24, // 15: scrip.v1.MintResponse.payout:type_name -> scrip.v1.PayoutResponse
+	27, // 16: scrip.v1.MintResponse.restore:type_name -> scrip.v1.RestoreResponse
+	30, // 17: scrip.v1.MintResponse.recoup:type_name -> scrip.v1.RecoupResponse
+	5,  // 18: scrip.v1.WithdrawBegin.coins:type_name -> scrip.v1.CoinNonce
+	7,  // 19: scrip.v1.WithdrawBeginResponse.coins:type_name -> scrip.v1.Commitments
+	9,  // 20: scrip.v1.WithdrawFinish.coins:type_name -> scrip.v1.BlindChallenge
+	10, // 21: scrip.v1.WithdrawFinishResponse.coins:type_name -> scrip.v1.BlindAnswer
+	9,  // 22: scrip.v1.Swap.coins:type_name -> scrip.v1.BlindChallenge
+	10, // 23: scrip.v1.SwapResponse.coins:type_name -> scrip.v1.BlindAnswer
+	18, // 24: scrip.v1.SwapResponse.inputs:type_name -> scrip.v1.DepositResult
+	15, // 25: scrip.v1.Deposit.coins:type_name -> scrip.v1.SpentCoin
+	15, // 26: scrip.v1.DoubleSpend.coin:type_name -> scrip.v1.SpentCoin
+	0,  // 27: scrip.v1.DepositResult.status:type_name -> scrip.v1.DepositStatus
+	17, // 28: scrip.v1.DepositResult.conflict:type_name -> scrip.v1.DoubleSpend
+	18, // 29: scrip.v1.DepositResponse.results:type_name -> scrip.v1.DepositResult
+	21, // 30: scrip.v1.BalanceResponse.balances:type_name -> scrip.v1.UnitAmount
+	21, // 31: scrip.v1.Payout.amount:type_name -> scrip.v1.UnitAmount
+	10, // 32: scrip.v1.RestoredCoin.answer:type_name -> scrip.v1.BlindAnswer
+	26, // 33: scrip.v1.RestoreResponse.coins:type_name -> scrip.v1.RestoredCoin
+	28, // 34: scrip.v1.Recoup.coins:type_name -> scrip.v1.RecoupProof
+	18, // 35: scrip.v1.RecoupResponse.results:type_name -> scrip.v1.DepositResult
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_mint_proto_init() }
@@ -2004,6 +2245,7 @@ func file_mint_proto_init() {
 		(*MintRequest_Balance)(nil),
 		(*MintRequest_Payout)(nil),
 		(*MintRequest_Restore)(nil),
+		(*MintRequest_Recoup)(nil),
 	}
 	file_mint_proto_msgTypes[1].OneofWrappers = []any{
 		(*MintResponse_Keysets)(nil),
@@ -2014,6 +2256,7 @@ func file_mint_proto_init() {
 		(*MintResponse_Balance)(nil),
 		(*MintResponse_Payout)(nil),
 		(*MintResponse_Restore)(nil),
+		(*MintResponse_Recoup)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2021,7 +2264,7 @@ func file_mint_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mint_proto_rawDesc), len(file_mint_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

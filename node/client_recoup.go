@@ -1,0 +1,308 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/scripnet/scrip/coin"
+	"github.com/scripnet/scrip/node/wallet"
+	"github.com/scripnet/scrip/protocol"
+	"github.com/scripnet/scrip/protocol/pb"
+)
+
+// Recoup: when the mint revokes a keyset (its keys may have leaked), its
+// coins are refused everywhere. The client proves to the mint that the
+// mint issued its unspent coins of that keyset, has their value credited
+// to the wallet's recoup code (a voucher code derived from the seed) and
+// withdraws fresh coins with it. A recoup in flight is journalled in
+// clientRecoupDir, so a crash between sending it and settling it is
+// resumed with the same request.
+
+// clientRecoupDir holds the journal of recoups in flight.
+const clientRecoupDir = "recoups"
+
+// RecoupResult reports a [Client.Recoup].
+type RecoupResult struct {
+	Unit string `json:"unit"`
+	// Coins is the number of coins of revoked keysets sent to the mint.
+	Coins int `json:"coins"`
+	// Recouped is the value the mint credited to the recoup code.
+	Recouped uint64 `json:"recouped"`
+	// Refused is the value of coins the mint refused: spent before (a
+	// server kept them, or an earlier recoup), or not shown to be issued.
+	Refused uint64 `json:"refused"`
+	// Withdrawn is the value withdrawn as fresh coins from the recoup
+	// code (including value recouped by an earlier, interrupted run).
+	Withdrawn uint64 `json:"withdrawn"`
+	// Balance is the wallet's unspent value afterwards.
+	Balance uint64 `json:"balance"`
+	// Incomplete, in the HTTP API's answer, says why part of the work is
+	// left for the housekeeping to finish (the mint stopped answering, say).
+	Incomplete string `json:"incomplete,omitempty"`
+}
+
+// Recoup gets back the value of the wallet's unspent coins of keysets the
+// mint has revoked: it asks the mint for its keysets, resumes recoups a
+// crash interrupted, sends the coins of each revoked keyset with their
+// proofs of issuance (in batches of protocol.MaxRecoupCoins), and
+// withdraws fresh coins of the current keyset with what the recoup code
+// holds. Coins a server may have kept (reserved or spent) are not
+// recouped. The housekeeping runs it too when a keyset is revoked.
+func (c *Client) Recoup(ctx context.Context) (*RecoupResult, error) {
+	if c.isClosed() {
+		return nil, ErrClientClosed
+	}
+	if err := c.loadKeysets(ctx); err != nil {
+		return nil, err
+	}
+	res := &RecoupResult{Unit: c.unit}
+	err := c.recoupRevoked(ctx, res)
+	if ferr := c.drawRecoupCode(ctx, res); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
+	if b, berr := c.wallet.Balance(ctx); berr == nil {
+		res.Balance = b.Unspent
+	}
+	c.metrics.observeWallet(ctx, c)
+	return res, err
+}
+
+// revokedKeysets returns the IDs of the keysets the mint reported
+// revoked, sorted.
+func (c *Client) revokedKeysets() [][32]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out [][32]byte
+	for id, r := range c.revoked {
+		if r {
+			out = append(out, id)
+		}
+	}
+	slices.SortFunc(out, func(a, b [32]byte) int { return strings.Compare(string(a[:]), string(b[:])) })
+	return out
+}
+
+// recoupRevoked resumes the journalled recoups and recoups the coins of
+// every revoked keyset.
+func (c *Client) recoupRevoked(ctx context.Context, res *RecoupResult) error {
+	c.mintMu.Lock()
+	defer c.mintMu.Unlock()
+	errs := []error{c.resumeRecoups(ctx, res)}
+	for _, id := range c.revokedKeysets() {
+		coins, err := c.wallet.Recoupable(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for len(coins) > 0 {
+			batch := coins[:min(len(coins), protocol.MaxRecoupCoins)]
+			coins = coins[len(batch):]
+			if err := c.recoupBatch(ctx, batch, res); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recoupBatch recoups coins of one keyset in one request. c.mintMu must be
+// held.
+func (c *Client) recoupBatch(ctx context.Context, coins []wallet.RecoupCoin, res *RecoupResult) error {
+	nonces := make([][32]byte, len(coins))
+	for i, rc := range coins {
+		nonces[i] = rc.Nonce
+	}
+	rows, err := c.mint.Restore(ctx, nonces)
+	if err != nil {
+		return c.mintErr(err)
+	}
+	var proofs []coin.RecoupProof
+	var pubs [][32]byte
+	for _, rc := range coins {
+		i := slices.IndexFunc(rows, func(r protocol.RestoredRow) bool {
+			return r.Nonce == rc.Nonce && r.KeysetID == rc.Coin.KeysetID && r.Amount == rc.Coin.Amount
+		})
+		if i < 0 {
+			c.log.Warn("the mint holds no issuance row for a coin of a revoked keyset; it cannot be recouped", "amount", rc.Coin.Amount)
+			continue
+		}
+		p, h, err := c.wallet.RecoupProof(&rc.Coin, rc.Nonce, rows[i].Commitments.R0, rows[i].Commitments.R1)
+		if err != nil || h != rows[i].ChallengeHash {
+			c.log.Warn("a coin of a revoked keyset does not match the mint's issuance row; it cannot be recouped", "amount", rc.Coin.Amount)
+			continue
+		}
+		proofs = append(proofs, p)
+		pubs = append(pubs, rc.Coin.Pub)
+	}
+	if len(pubs) == 0 {
+		return nil
+	}
+	var id [protocol.RequestIDSize]byte
+	rand.Read(id[:])
+	body, err := protocol.RecoupBody(id, []byte(c.wallet.RecoupCode()), proofs)
+	if err != nil {
+		return err
+	}
+	j := &swapJournal{RequestID: id[:], Body: body}
+	for _, p := range pubs {
+		j.Inputs = append(j.Inputs, hex.EncodeToString(p[:]))
+	}
+	if err := c.writeRecoupJournal(j); err != nil {
+		return fmt.Errorf("client: journalling a recoup: %w", err)
+	}
+	return c.runRecoup(ctx, j, res)
+}
+
+// runRecoup sends the journalled recoup j (again) and settles it. c.mintMu
+// must be held.
+func (c *Client) runRecoup(ctx context.Context, j *swapJournal, res *RecoupResult) error {
+	pubs, err := j.pubs()
+	if err != nil {
+		return err
+	}
+	digest := protocol.RequestDigest(protocol.MintID, j.Body)
+	spends, err := c.wallet.ReserveRecoup(ctx, j.RequestID, digest, pubs)
+	if errors.Is(err, wallet.ErrRequestConflict) {
+		// Settled before the journal entry was removed.
+		c.deleteRecoupJournal(j)
+		return nil
+	}
+	if errors.Is(err, wallet.ErrUnavailable) {
+		// Its coins are not recoupable any more, and no reservation was
+		// made for this request: nothing was sent.
+		c.deleteRecoupJournal(j)
+	}
+	if err != nil {
+		return fmt.Errorf("client: reserving coins to recoup: %w", err)
+	}
+	out, err := c.mint.Recoup(ctx, j.Body, spends)
+	if err != nil {
+		if e, ok := errors.AsType[*protocol.Error](err); ok && e.Code != pb.Code_INTERNAL {
+			// A definite refusal of the whole call: nothing was taken.
+			if serr := c.wallet.Settle(ctx, j.RequestID, false); serr != nil {
+				return serr
+			}
+			c.deleteRecoupJournal(j)
+		}
+		return c.mintErr(err) // otherwise the journal resends it
+	}
+	res.Coins += len(spends)
+	for i, r := range out {
+		switch r.Status {
+		case pb.DepositStatus_DEPOSIT_CREDITED, pb.DepositStatus_DEPOSIT_ALREADY_CREDITED:
+			res.Recouped += spends[i].Amount
+		default:
+			res.Refused += spends[i].Amount
+			c.log.Warn("the mint refused to recoup a coin", "amount", spends[i].Amount, "status", depositStatusName(r.Status))
+		}
+	}
+	if err := c.wallet.Settle(ctx, j.RequestID, true); err != nil {
+		return err
+	}
+	c.deleteRecoupJournal(j)
+	return nil
+}
+
+// resumeRecoups sends again the recoups of the journal. c.mintMu must be
+// held.
+func (c *Client) resumeRecoups(ctx context.Context, res *RecoupResult) error {
+	js, err := c.readRecoupJournals()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, j := range js {
+		errs = append(errs, c.runRecoup(ctx, j, res))
+	}
+	return errors.Join(errs...)
+}
+
+// drawRecoupCode withdraws fresh coins with what the recoup code holds. A
+// code the mint does not know, or that holds nothing, is not an error.
+func (c *Client) drawRecoupCode(ctx context.Context, res *RecoupResult) error {
+	fr, err := c.Fund(ctx, c.wallet.RecoupCode(), 0)
+	switch {
+	case err == nil:
+		res.Withdrawn += fr.Withdrawn
+		return nil
+	case errors.Is(err, ErrVoucherUnknown), errors.Is(err, ErrVoucherSpent):
+		return nil
+	}
+	return err
+}
+
+// recoupIfRevoked runs a recoup when the mint has revoked a keyset of
+// which the wallet holds recoupable coins, or a recoup is journalled.
+func (c *Client) recoupIfRevoked(ctx context.Context) error {
+	need := false
+	if js, err := c.readRecoupJournals(); err != nil || len(js) > 0 {
+		need = true
+	}
+	for _, id := range c.revokedKeysets() {
+		if rc, err := c.wallet.Recoupable(ctx, id); err == nil && len(rc) > 0 {
+			need = true
+		}
+	}
+	if !need {
+		return nil
+	}
+	res, err := c.Recoup(ctx)
+	if res != nil && res.Coins > 0 {
+		c.log.Info("recouped coins of a revoked keyset", "coins", res.Coins, "recouped", res.Recouped,
+			"refused", res.Refused, "withdrawn", res.Withdrawn, "unit", res.Unit)
+	}
+	return err
+}
+
+func (c *Client) recoupJournalPath(id []byte) string {
+	return filepath.Join(c.cfg.Dir, clientRecoupDir, hex.EncodeToString(id)+".json")
+}
+
+func (c *Client) writeRecoupJournal(j *swapJournal) error {
+	if err := os.MkdirAll(filepath.Join(c.cfg.Dir, clientRecoupDir), 0o700); err != nil {
+		return err
+	}
+	return writeFileAtomic(c.recoupJournalPath(j.RequestID), clientJSON(j), 0o600)
+}
+
+func (c *Client) deleteRecoupJournal(j *swapJournal) {
+	if err := os.Remove(c.recoupJournalPath(j.RequestID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Error("removing a recoup journal entry", "err", err)
+	}
+}
+
+func (c *Client) readRecoupJournals() ([]*swapJournal, error) {
+	dir := filepath.Join(c.cfg.Dir, clientRecoupDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*swapJournal
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		j := new(swapJournal)
+		if err := json.Unmarshal(b, j); err != nil || len(j.RequestID) != protocol.RequestIDSize {
+			return nil, fmt.Errorf("client: recoup journal %s does not parse", e.Name())
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
