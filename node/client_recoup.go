@@ -1,16 +1,20 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/scripnet/scrip/coin"
 	"github.com/scripnet/scrip/node/wallet"
@@ -28,6 +32,16 @@ import (
 
 // clientRecoupDir holds the journal of recoups in flight.
 const clientRecoupDir = "recoups"
+
+// clientRecoupDraw, in clientRecoupDir, marks that value may wait on the
+// recoup code: it is written before a recoup is sent and removed once the
+// code is drawn down, so that a draw that failed, or that a crash cut
+// off, is done again by the housekeeping or the next start.
+const clientRecoupDraw = "draw"
+
+// maxRecoupDraws bounds the withdrawals one Recoup makes with the recoup
+// code; what is left then is drawn at the next tick.
+const maxRecoupDraws = 4
 
 // RecoupResult reports a [Client.Recoup].
 type RecoupResult struct {
@@ -184,6 +198,9 @@ func (c *Client) runRecoup(ctx context.Context, j *swapJournal, res *RecoupResul
 	if err != nil {
 		return fmt.Errorf("client: reserving coins to recoup: %w", err)
 	}
+	if err := c.markRecoupDraw(); err != nil {
+		return fmt.Errorf("client: marking the recoup code to draw: %w", err)
+	}
 	out, err := c.mint.Recoup(ctx, j.Body, spends)
 	if err != nil {
 		if e, ok := errors.AsType[*protocol.Error](err); ok && e.Code != pb.Code_INTERNAL {
@@ -195,16 +212,28 @@ func (c *Client) runRecoup(ctx context.Context, j *swapJournal, res *RecoupResul
 		}
 		return c.mintErr(err) // otherwise the journal resends it
 	}
-	res.Coins += len(spends)
+	var recouped, refused uint64
+	notTaken := 0
 	for i, r := range out {
 		switch r.Status {
 		case pb.DepositStatus_DEPOSIT_CREDITED, pb.DepositStatus_DEPOSIT_ALREADY_CREDITED:
-			res.Recouped += spends[i].Amount
+			recouped += spends[i].Amount
+		case pb.DepositStatus_DEPOSIT_NOT_TAKEN:
+			notTaken++
 		default:
-			res.Refused += spends[i].Amount
+			refused += spends[i].Amount
 			c.log.Warn("the mint refused to recoup a coin", "amount", spends[i].Amount, "status", depositStatusName(r.Status))
 		}
 	}
+	if notTaken > 0 {
+		// No verdict: the mint did not look at these coins. The request
+		// stays journalled and its coins reserved; sent again, the
+		// credited coins are ALREADY_CREDITED and these get a verdict.
+		return fmt.Errorf("client: the mint did not look at %d of %d coins of a recoup; it is sent again later", notTaken, len(spends))
+	}
+	res.Coins += len(spends)
+	res.Recouped += recouped
+	res.Refused += refused
 	if err := c.wallet.Settle(ctx, j.RequestID, true); err != nil {
 		return err
 	}
@@ -226,25 +255,56 @@ func (c *Client) resumeRecoups(ctx context.Context, res *RecoupResult) error {
 	return errors.Join(errs...)
 }
 
-// drawRecoupCode withdraws fresh coins with what the recoup code holds. A
-// code the mint does not know, or that holds nothing, is not an error.
+// drawRecoupCode withdraws fresh coins with what the recoup code holds,
+// until the mint says it holds nothing (or does not know it), and then
+// removes the mark that value may wait there. A code the mint does not
+// know, or that holds nothing, is not an error.
 func (c *Client) drawRecoupCode(ctx context.Context, res *RecoupResult) error {
-	fr, err := c.Fund(ctx, c.wallet.RecoupCode(), 0)
-	switch {
-	case err == nil:
-		res.Withdrawn += fr.Withdrawn
-		return nil
-	case errors.Is(err, ErrVoucherUnknown), errors.Is(err, ErrVoucherSpent):
+	for range maxRecoupDraws {
+		fr, err := c.Fund(ctx, c.wallet.RecoupCode(), 0)
+		switch {
+		case err == nil:
+			res.Withdrawn += fr.Withdrawn
+			continue // Fund may stop part way: draw until nothing is left
+		case errors.Is(err, ErrVoucherUnknown), errors.Is(err, ErrVoucherSpent):
+			c.clearRecoupDraw()
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+func (c *Client) recoupDrawPath() string {
+	return filepath.Join(c.cfg.Dir, clientRecoupDir, clientRecoupDraw)
+}
+
+// markRecoupDraw durably marks that value may wait on the recoup code.
+func (c *Client) markRecoupDraw() error {
+	if _, err := os.Stat(c.recoupDrawPath()); err == nil {
 		return nil
 	}
-	return err
+	if err := os.MkdirAll(filepath.Join(c.cfg.Dir, clientRecoupDir), 0o700); err != nil {
+		return err
+	}
+	return writeFileAtomic(c.recoupDrawPath(), []byte("value may wait on the wallet's recoup code\n"), 0o600)
+}
+
+func (c *Client) clearRecoupDraw() {
+	if err := os.Remove(c.recoupDrawPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Error("removing the recoup code's mark", "err", err)
+	}
 }
 
 // recoupIfRevoked runs a recoup when the mint has revoked a keyset of
-// which the wallet holds recoupable coins, or a recoup is journalled.
+// which the wallet holds recoupable coins, a recoup is journalled, or
+// value may wait on the recoup code.
 func (c *Client) recoupIfRevoked(ctx context.Context) error {
 	need := false
 	if js, err := c.readRecoupJournals(); err != nil || len(js) > 0 {
+		need = true
+	}
+	if _, err := os.Stat(c.recoupDrawPath()); err == nil {
 		need = true
 	}
 	for _, id := range c.revokedKeysets() {
@@ -280,6 +340,9 @@ func (c *Client) deleteRecoupJournal(j *swapJournal) {
 	}
 }
 
+// readRecoupJournals returns the recoups of the journal. An entry that
+// does not parse is logged and left in place, and the others are
+// returned: one damaged file does not hold back the other recoups.
 func (c *Client) readRecoupJournals() ([]*swapJournal, error) {
 	dir := filepath.Join(c.cfg.Dir, clientRecoupDir)
 	ents, err := os.ReadDir(dir)
@@ -294,15 +357,58 @@ func (c *Client) readRecoupJournals() ([]*swapJournal, error) {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		j, err := readRecoupJournal(filepath.Join(dir, e.Name()))
 		if err != nil {
-			return nil, err
-		}
-		j := new(swapJournal)
-		if err := json.Unmarshal(b, j); err != nil || len(j.RequestID) != protocol.RequestIDSize {
-			return nil, fmt.Errorf("client: recoup journal %s does not parse", e.Name())
+			c.log.Error("a recoup journal entry does not parse; its coins stay reserved", "file", e.Name(), "err", err)
+			continue
 		}
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// maxRecoupJournal bounds a recoup journal entry: a Recoup body (at most
+// the mint's request cap) in base64, and its coins' keys in hex.
+const maxRecoupJournal = 2 * protocol.MaxMintRequestSize
+
+func readRecoupJournal(path string) (*swapJournal, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecoupJournal+1))
+	if err != nil {
+		return nil, err
+	}
+	return parseRecoupJournal(b)
+}
+
+// errRecoupJournal reports a recoup journal entry that does not parse.
+var errRecoupJournal = errors.New("client: recoup journal entry does not parse")
+
+// parseRecoupJournal decodes a recoup journal entry: its request ID, the
+// body of a Recoup request with that ID, and the keys of its coins, one
+// per proof of the body (1 to protocol.MaxRecoupCoins); no counters.
+func parseRecoupJournal(b []byte) (*swapJournal, error) {
+	if len(b) > maxRecoupJournal {
+		return nil, fmt.Errorf("%w: over %d bytes", errRecoupJournal, maxRecoupJournal)
+	}
+	j := new(swapJournal)
+	if err := json.Unmarshal(b, j); err != nil {
+		return nil, fmt.Errorf("%w: %w", errRecoupJournal, err)
+	}
+	if len(j.RequestID) != protocol.RequestIDSize || len(j.Counters) != 0 ||
+		len(j.Inputs) == 0 || len(j.Inputs) > protocol.MaxRecoupCoins || len(j.Body) > protocol.MaxMintRequestSize {
+		return nil, errRecoupJournal
+	}
+	mr := new(pb.MintRequest)
+	if err := proto.Unmarshal(j.Body, mr); err != nil || mr.GetRecoup() == nil ||
+		!bytes.Equal(mr.RequestId, j.RequestID) || len(mr.GetRecoup().Coins) != len(j.Inputs) {
+		return nil, fmt.Errorf("%w: not the body of its recoup", errRecoupJournal)
+	}
+	if _, err := j.pubs(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errRecoupJournal, err)
+	}
+	return j, nil
 }

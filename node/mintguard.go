@@ -30,8 +30,10 @@ import (
 // backups on the admin endpoint. SPEC.md §9 "Backups and restores".
 
 // backupTempPrefix names the temporary copies the admin endpoint makes
-// beside the store before sending them.
-const backupTempPrefix = MintStoreFile + ".backup-"
+// beside the store before sending them, which a start removes: a hidden
+// name that no operator gives a backup of their own (one they name
+// mint.db.backup-monday in this directory must survive the next start).
+const backupTempPrefix = "." + MintStoreFile + ".sending-"
 
 // storeOptions are the options the mint opens its store with.
 func (c *MintConfig) storeOptions() []mintstore.Option {

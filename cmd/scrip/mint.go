@@ -106,7 +106,11 @@ func runMintBackup(ctx context.Context, args []string) error {
 	dir := fs.String("dir", roleDefaultDir("mint"), "the mint's directory: its admin file, or its store if the mint is stopped")
 	out := fs.String("out", "", "file to write the backup to (required; replaced if it exists)")
 	admin := fs.String("admin", "", "URL of the mint's admin endpoint (default: from the mint's admin file)")
-	token := fs.String("token", os.Getenv("SCRIP_ADMIN_TOKEN"), "token of the admin endpoint (default $SCRIP_ADMIN_TOKEN, else from the mint's admin file)")
+	// The default is not the variable's value: -h would print it.
+	token := fs.String("token", "", "token of the admin endpoint (default $SCRIP_ADMIN_TOKEN, else from the mint's admin file); "+
+		"on the command line it is visible to other local users: prefer the variable or --dir")
+	cliUsage(fs, "scrip mint backup --out FILE [--dir MINTDIR] [--admin URL]",
+		"Writes a copy of the mint's store that is safe to restore: a mint started on it retires its keysets.")
 	if err := roleParse(fs, args); err != nil {
 		return err
 	}
@@ -126,6 +130,9 @@ func runMintBackup(ctx context.Context, args []string) error {
 		if !strings.Contains(url, "://") {
 			url = "http://" + url
 		}
+	}
+	if env := strings.TrimSpace(os.Getenv("SCRIP_ADMIN_TOKEN")); env != "" {
+		tok = env
 	}
 	if *token != "" {
 		tok = *token

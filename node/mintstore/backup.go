@@ -67,6 +67,14 @@ func decodeBackupMarker(v []byte) (backupMarker, error) {
 	m.instance = [16]byte(d.bytes(16))
 	m.epoch = d.u64()
 	n := int(d.u16())
+	switch {
+	// Checked before the loop, so that a short marker does not make it
+	// allocate 65,535 IDs.
+	case len(d.b) < 32*n:
+		return m, fmt.Errorf("%w: backup marker", errShort)
+	case len(d.b) > 32*n:
+		return m, fmt.Errorf("%w: backup marker", errTrailing)
+	}
 	for range n {
 		m.issuing = append(m.issuing, [32]byte(d.bytes(32)))
 	}

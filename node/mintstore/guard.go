@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -139,12 +140,32 @@ type guardFile struct {
 const guardComment = "scrip mint restore guard: the epoch its database is in. " +
 	"Never restore or copy it together with the database; see SPEC.md, Backups and restores."
 
-// readGuardFile reads the guard file at path.
+// maxGuardFile bounds what is read of a guard file: the file the store
+// writes is about 250 bytes.
+const maxGuardFile = 4 << 10
+
+// readGuardFile reads the guard file at path: at most maxGuardFile bytes,
+// so that a path pointed at something else (a device, a large file) is
+// refused, not read whole.
 func readGuardFile(path string) (guardFile, error) {
-	var g guardFile
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return g, err
+		return guardFile{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxGuardFile+1))
+	if err != nil {
+		return guardFile{}, err
+	}
+	return parseGuardFile(b)
+}
+
+// parseGuardFile decodes a guard file: JSON of version 1, in at most
+// maxGuardFile bytes.
+func parseGuardFile(b []byte) (guardFile, error) {
+	var g guardFile
+	if len(b) > maxGuardFile {
+		return g, fmt.Errorf("over %d bytes", maxGuardFile)
 	}
 	if err := json.Unmarshal(b, &g); err != nil {
 		return g, err
