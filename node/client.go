@@ -122,12 +122,14 @@ const (
 	clientSwapDir = "swaps"
 )
 
+// [ClientMarketFile], the market's history, is in client_history.go.
+
 // ClientConfig configures [NewClient]. Dir and Announce are required; every
 // other field has a default, used when the field is zero.
 type ClientConfig struct {
-	// Dir holds the wallet (wallet.db), the API address and token files
-	// and the journal of swaps in flight. It is created (mode 0700) if
-	// missing.
+	// Dir holds the wallet (wallet.db), the API address and token files,
+	// the journal of swaps in flight and the market's history
+	// ([ClientMarketFile]). It is created (mode 0700) if missing.
 	Dir string
 	// Announce is the announcements file naming the mint (exactly one) and
 	// the servers. It is read again on every tick, so servers can be
@@ -152,9 +154,12 @@ type ClientConfig struct {
 	// [DefaultDownloadParallelism].
 	UploadParallelism, DownloadParallelism int
 	// Budget bounds what uploads, downloads and all payments together may
-	// cost. Default: no bounds, except that without a download budget one
-	// download may spend at most 1/[DefaultDownloadShare] of the wallet's
-	// unspent value.
+	// cost. Default: no bounds, except that without a download budget a
+	// download pays each server at most the market's ceiling for the call
+	// (with the premium) once the market has history (an earlier session,
+	// or a day of this one; see [ClientMarketFile]), and before that may
+	// spend at most 1/[DefaultDownloadShare] of the wallet's unspent
+	// value.
 	Budget pricing.Budget
 	// PoolServers is how many of the most used servers get a pool of
 	// designated coins; a negative value disables pools. Default:
@@ -208,6 +213,7 @@ type Client struct {
 	scores  *pricing.Scores
 	metrics *clientMetrics
 	api     *clientAPI
+	history clientHistory
 
 	// mintMu serialises the choice of coins: payments, and the work with
 	// the mint that changes the wallet (withdrawals, swaps, recovery), so
@@ -237,8 +243,10 @@ type clientServer struct {
 	upToDate bool // listed in the last announcements read
 }
 
-// NewClient starts a client node: it opens the wallet, makes a fresh
-// libp2p identity (never stored: each session is a new peer), connects to
+// NewClient starts a client node: it opens the wallet, restores the
+// market's history of earlier sessions ([ClientMarketFile]; a file it
+// cannot use is logged and ignored), makes a fresh libp2p identity
+// (never stored: each session is a new peer), connects to
 // the mint and fetches its keysets (checked against the mint's key),
 // recovers any withdrawal or swap a crash interrupted (and the coins of a
 // wallet restored from its phrase, see [ClientRestoreFile]), starts
@@ -252,6 +260,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("client: the directory and the announcements file are required")
 	}
 	cfg = cfg.withDefaults()
+	started := cfg.Now()
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -295,6 +304,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		revoked:   make(map[[32]byte]bool),
 		changed:   make(chan struct{}),
 		done:      make(chan struct{}),
+		history:   clientHistory{started: started},
 	}
 	ok := false
 	defer func() {
@@ -341,6 +351,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		pricing.WithScores(c.scores)); err != nil {
 		return nil, err
 	}
+	c.loadMarketHistory()
 	c.paid = protocol.NewPaidClient(c.host, (*clientPayer)(c), protocol.WithClientClock(cfg.Now),
 		protocol.WithPaymentPolicy(c.policy), protocol.WithRetries(cfg.Retries), protocol.WithRetryBackoff(cfg.RetryBackoff))
 	c.storage = protocol.NewStorageClient(c.paid)
@@ -459,7 +470,8 @@ func (c *Client) APIURL() string {
 }
 
 // Close stops the node: the HTTP API (and removes its address file), the
-// housekeeping, the libp2p host and the wallet. Payments in flight end
+// housekeeping, the libp2p host and the wallet, saving the market's
+// history ([ClientMarketFile]). Payments in flight end
 // with their outcome unknown and are resumed by the next session.
 func (c *Client) Close() error {
 	c.mu.Lock()
@@ -484,6 +496,11 @@ func (c *Client) shutdown() error {
 		c.stop()
 	}
 	c.bgWG.Wait()
+	if c.market != nil {
+		if err := c.saveMarketHistory(); err != nil {
+			c.log.Warn("saving the market history", "err", err)
+		}
+	}
 	if c.host != nil {
 		errs = append(errs, c.host.Close())
 	}
@@ -805,8 +822,8 @@ func (c *Client) loop(ctx context.Context, first chan<- struct{}) {
 // housekeeping reads the announcements again, reconnects servers and
 // refreshes prices, resumes swaps and withdrawals the mint did not
 // answer, refreshes coins reserved at silent servers, tops up the pools,
-// and reads the mint's keysets again, recouping the coins of a keyset the
-// mint revoked.
+// reads the mint's keysets again, recouping the coins of a keyset the
+// mint revoked, and saves the market's history.
 func (c *Client) housekeeping(ctx context.Context) {
 	c.rereadAnnouncements()
 	c.connectServers(ctx, c.cfg.Tick/2)
@@ -828,6 +845,9 @@ func (c *Client) housekeeping(ctx context.Context) {
 		c.log.Warn("recouping coins of a revoked keyset", "err", err)
 	}
 	c.metrics.observeWallet(ctx, c)
+	if err := c.saveMarketHistory(); err != nil {
+		c.log.Warn("saving the market history", "err", err)
+	}
 }
 
 // recover finishes what a crash interrupted: swaps in the journal,

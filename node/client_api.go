@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -39,8 +41,10 @@ import (
 //	POST /wallet/backup                the wallet's seed phrase (JSON {"phrase": ...})
 //	POST /fund                         {"voucher": CODE, "amount": N (optional)} → FundResult
 //	POST /wallet/recoup                recoups coins of revoked keysets → RecoupResult
-//	POST /put[?progress=1]             the file as the body → {"capability", "report"};
-//	                                   with progress, newline-delimited JSON events first
+//	POST /put[?progress=1][&size=N]    the file as the body → {"capability", "report"};
+//	                                   with progress, newline-delimited JSON events first;
+//	                                   size (or Content-Length) lets the upload place
+//	                                   shares while it reads the body
 //	POST /get                          {"capability": CAP} → the file (Content-Length is its size)
 //	GET  /wait?min=N&timeout=30s       waits for N servers with valid schedules
 //	GET  /metrics                      Prometheus metrics
@@ -487,8 +491,24 @@ type PutEvent struct {
 }
 
 func (a *clientAPI) put(w http.ResponseWriter, r *http.Request) {
+	// With the file's size known, Put allocates at once and writes shares
+	// while it reads the body; otherwise it reads the body to its end
+	// (into its spool file) first.
+	size := r.ContentLength
+	if q := r.URL.Query().Get("size"); q != "" {
+		v, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || v < 0 {
+			writeAPIError(w, fmt.Errorf("%w: size is not a number of bytes", errAPIBadRequest))
+			return
+		}
+		if size >= 0 && size != v {
+			writeAPIError(w, fmt.Errorf("%w: size %d and Content-Length %d differ", errAPIBadRequest, v, size))
+			return
+		}
+		size = v
+	}
 	if r.URL.Query().Get("progress") == "" {
-		capab, rep, err := a.c.Put(r.Context(), r.Body)
+		capab, rep, err := a.c.Put(r.Context(), r.Body, WithPutSize(size))
 		if err != nil {
 			writeAPIError(w, err)
 			return
@@ -496,8 +516,9 @@ func (a *clientAPI) put(w http.ResponseWriter, r *http.Request) {
 		writeAPIJSON(w, http.StatusOK, PutResult{Capability: capab, Report: rep})
 		return
 	}
-	// Stream events. The body must be read in full before the answer
-	// starts: HTTP/1 servers stop reading a body once they write.
+	// Stream events. HTTP/1 servers stop reading a body once they write,
+	// and Put may place shares while it reads the body: events start once
+	// the body is read to its end (the next one tells all done by then).
 	var mu sync.Mutex
 	started := false
 	enc := json.NewEncoder(w)
@@ -515,8 +536,12 @@ func (a *clientAPI) put(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
+	body := &endReader{r: bufio.NewReader(r.Body)}
 	last := time.Time{}
-	capab, rep, err := a.c.Put(r.Context(), bufio.NewReader(r.Body), WithPutProgress(func(p PutProgress) {
+	capab, rep, err := a.c.Put(r.Context(), body, WithPutSize(size), WithPutProgress(func(p PutProgress) {
+		if !body.ended.Load() {
+			return
+		}
 		if now := time.Now(); now.Sub(last) > 100*time.Millisecond || p.SharesPlaced == p.SharesTotal {
 			last = now
 			emit(PutEvent{Progress: &p})
@@ -535,6 +560,20 @@ func (a *clientAPI) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	emit(PutEvent{Result: &PutResult{Capability: capab, Report: rep}})
+}
+
+// endReader notes when its reader has ended (or failed).
+type endReader struct {
+	r     io.Reader
+	ended atomic.Bool
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.ended.Store(true)
+	}
+	return n, err
 }
 
 // lazyWriter sets the answer's headers on the first write, so that a Get

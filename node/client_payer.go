@@ -84,6 +84,9 @@ func (b *opBill) total() uint64 {
 type callBill struct {
 	op    *opBill
 	limit uint64 // 0: no limit but the budgets
+	// ceiling, if not nil, is the market's ceiling on the call (a
+	// download's, client_history.go), which applies even at 0.
+	ceiling *callCeiling
 
 	mu      sync.Mutex
 	paid    uint64 // coins the server took
@@ -107,13 +110,17 @@ func billFrom(ctx context.Context) *callBill {
 	return b
 }
 
-// Pay implements protocol.Payer: it checks the budgets, then reserves
-// coins worth amount in the wallet for server and this request, swapping
-// at the mint for change if no subset of the coins pays exactly.
+// Pay implements protocol.Payer: it checks the call's limit (a payment up
+// front, under a cached schedule, asks no policy) and the budgets, then
+// reserves coins worth amount in the wallet for server and this request,
+// swapping at the mint for change if no subset of the coins pays exactly.
 func (p *clientPayer) Pay(ctx context.Context, server peer.ID, requestID []byte, unit string, amount uint64, digest [protocol.DigestSize]byte) ([]*coin.Spend, error) {
 	c := (*Client)(p)
 	if unit != c.unit {
 		return nil, fmt.Errorf("%w: server %s prices in %q, the wallet holds %q", protocol.ErrGaveUp, server, unit, c.unit)
+	}
+	if err := billFrom(ctx).checkLimit(server, amount, c.unit); err != nil {
+		return nil, err
 	}
 	if b := billFrom(ctx); b != nil && b.op != nil {
 		if err := c.market.Allow(b.op.op, b.op.total(), amount); err != nil {
@@ -194,7 +201,8 @@ func (p *clientPayer) Settle(ctx context.Context, server peer.ID, requestID []by
 
 // policy is the client's payment policy: it learns the schedule offered,
 // pays what the server asks if that is what the call costs under it, and
-// never more than the call's limit (the market's ceiling for an upload).
+// never more than the call's limit (the market's ceiling for an upload,
+// and for a download when the market has history).
 func (c *Client) policy(ctx context.Context, o *protocol.Offer) error {
 	if err := c.market.Observe(o.Schedule.Schedule); err != nil {
 		return fmt.Errorf("%w: %w", protocol.ErrGaveUp, err)
@@ -203,8 +211,8 @@ func (c *Client) policy(ctx context.Context, o *protocol.Offer) error {
 	if err := protocol.PayComputed(ctx, o); err != nil {
 		return err
 	}
-	if b := billFrom(ctx); b != nil && b.limit > 0 && o.Quote > b.limit {
-		return fmt.Errorf("%w: server %s asks %d %s, above the most this call may cost, %d", protocol.ErrGaveUp, o.Server, o.Quote, c.unit, b.limit)
+	if err := billFrom(ctx).checkLimit(o.Server, o.Quote, c.unit); err != nil {
+		return err
 	}
 	if b := billFrom(ctx); b != nil && b.op != nil {
 		if err := b.op.allow(o.Quote, c.unit); err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -82,6 +84,7 @@ type PutOption func(*putOptions)
 
 type putOptions struct {
 	progress func(PutProgress)
+	size     int64 // of the file, or -1 if unknown
 }
 
 // WithPutProgress has Put call fn as shares are written. fn is called from
@@ -90,14 +93,32 @@ func WithPutProgress(fn func(PutProgress)) PutOption {
 	return func(o *putOptions) { o.progress = fn }
 }
 
-// writeChunk is the size of one Write call.
-const writeChunk = protocol.MaxWriteSize
+// WithPutSize tells Put the size of the file that r yields, so that it
+// allocates space and writes shares while it reads r rather than after
+// it. r must then yield exactly size bytes, or Put fails. Put finds the
+// size of a reader with a Len method (*bytes.Reader, *strings.Reader,
+// *bytes.Buffer) and of a regular *os.File by itself. A negative size is
+// unknown.
+func WithPutSize(size int64) PutOption {
+	return func(o *putOptions) { o.size = size }
+}
+
+// putChunk is the most of one share that an upload buffers before it
+// writes it: the length of one Write call (a single block may exceed it).
+// putInFlight is the most Writes in flight to one server. Writes are
+// covered by the allocation, not paid per call, so smaller chunks cost
+// round trips, not money; an upload holds about putInFlight + 2 chunks
+// per share of the servers it writes at once.
+var (
+	putChunk    = 128 << 10
+	putInFlight = 2
+)
 
 // maxPlaceRounds bounds the rounds of placement: after servers fail, their
 // shares go to the next eligible servers of the ring.
 const maxPlaceRounds = 4
 
-// Put encrypts and erasure-codes the file read from r (files.Encode, with
+// Put encrypts and erasure-codes the file read from r (node/files, with
 // the configured k and N) and places its shares: it walks the file's
 // permuted ring (protocol.Ring), lets the market pick the first N servers
 // within its ceiling and budget that are not penalised (pricing.Market
@@ -107,51 +128,97 @@ const maxPlaceRounds = 4
 // servers; otherwise it fails with the market's explanation (a
 // *pricing.SelectError) or [ErrUploadFailed]. It returns the capability,
 // a secret that reads the file, and a report.
+//
+// Put works in memory of a few hundred KiB per share, whatever the file's
+// size: it seals and codes the file a segment at a time (files.Encoder),
+// and writes each share's blocks at their offsets in chunks of 128 KiB,
+// two Writes in flight per server, and its header last. It keeps the
+// ciphertext (never the plaintext) in a spool file of the client
+// directory ([ClientSpoolDir]) until it returns, to write shares again
+// on other servers; that takes disk space of about the file's size. When
+// the file's size is known ([WithPutSize], or found from r), it
+// allocates at the start and writes the first servers' shares as it
+// reads r; otherwise it reads r to its end first.
 func (c *Client) Put(ctx context.Context, r io.Reader, opts ...PutOption) (string, *PutReport, error) {
 	if c.isClosed() {
 		return "", nil, ErrClientClosed
 	}
-	var o putOptions
+	o := putOptions{size: -1}
 	for _, f := range opts {
 		f(&o)
 	}
-	capab, shares, err := files.Encode(r, c.cfg.K, c.cfg.N)
+	if o.size < 0 {
+		o.size = readerSize(r)
+	}
+	if o.size > files.MaxFileSize {
+		return "", nil, fmt.Errorf("client: %w: %d bytes", files.ErrTooLarge, o.size)
+	}
+	enc, err := files.NewEncoder(c.cfg.K, c.cfg.N)
 	if err != nil {
 		return "", nil, fmt.Errorf("client: %w", err)
 	}
-	si := capab.StorageIndex()
-	size := uint64(capab.ShareSize())
-	lease := uint64(c.cfg.Lease / time.Second)
+	sp, err := c.newSpool()
+	if err != nil {
+		return "", nil, fmt.Errorf("client: %w", err)
+	}
+	defer sp.close()
+	si := enc.StorageIndex()
 	u := &upload{
-		c:      c,
-		si:     si,
-		size:   size,
-		lease:  lease,
-		usage:  protocol.Usage{StoreBytes: size, StoreSeconds: lease, WriteBytes: size},
-		shares: shares,
-		bill:   &opBill{op: pricing.OpUpload},
-		o:      o,
-		rep: &PutReport{StorageIndex: hex.EncodeToString(si[:]), Size: capab.Size, ShareSize: size,
+		c:     c,
+		si:    si,
+		lease: uint64(c.cfg.Lease / time.Second),
+		enc:   enc,
+		spool: sp,
+		bill:  &opBill{op: pricing.OpUpload},
+		o:     o,
+		rep: &PutReport{StorageIndex: hex.EncodeToString(si[:]),
 			K: c.cfg.K, Happy: c.cfg.Happy, N: c.cfg.N, Unit: c.unit},
 		holders: make(map[int]peer.ID),
 		failed:  make(map[peer.ID]bool),
 	}
-	if err := u.run(ctx); err != nil {
+	if o.size >= 0 {
+		u.setSize(uint64(o.size))
+	}
+	if err := u.run(ctx, r); err != nil {
 		return "", u.rep, err
 	}
-	return capab.String(), u.rep, nil
+	return enc.Capability().String(), u.rep, nil
+}
+
+// readerSize returns what is left to read of r if r can tell, else -1.
+func readerSize(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Len() int }:
+		return int64(v.Len())
+	case *os.File:
+		fi, err := v.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return -1
+		}
+		pos, err := v.Seek(0, io.SeekCurrent)
+		if err != nil || pos > fi.Size() {
+			return -1
+		}
+		return fi.Size() - pos
+	}
+	return -1
 }
 
 // upload is the state of one Put.
 type upload struct {
-	c      *Client
-	si     [files.StorageIndexSize]byte
-	size   uint64
-	lease  uint64
-	usage  protocol.Usage // of one share's allocation
-	shares [][]byte
-	bill   *opBill
-	o      putOptions
+	c     *Client
+	si    [files.StorageIndexSize]byte
+	lease uint64
+	enc   *files.Encoder
+	spool *spoolFile
+	bill  *opBill
+	o     putOptions
+
+	// Known from the start, or once the file is read.
+	sized    bool
+	fileSize uint64
+	size     uint64         // of each share
+	usage    protocol.Usage // of one share's allocation
 
 	mu      sync.Mutex
 	rep     *PutReport
@@ -163,7 +230,16 @@ type upload struct {
 	closed  int
 }
 
-func (u *upload) run(ctx context.Context) error {
+// setSize sets the file's size, and with it the share size.
+func (u *upload) setSize(size uint64) {
+	c := u.c
+	u.sized, u.fileSize = true, size
+	u.size = uint64(files.ShareSize(c.cfg.K, c.cfg.N, size))
+	u.usage = protocol.Usage{StoreBytes: u.size, StoreSeconds: u.lease, WriteBytes: u.size}
+	u.rep.Size, u.rep.ShareSize = size, u.size
+}
+
+func (u *upload) run(ctx context.Context, r io.Reader) error {
 	c := u.c
 	if len(c.serverIDs()) == 0 {
 		return fmt.Errorf("%w: the announcements file names none", ErrNoServers)
@@ -172,6 +248,19 @@ func (u *upload) run(ctx context.Context) error {
 	ids, down := c.liveServers()
 	if len(ids) == 0 {
 		return fmt.Errorf("%w: none of the %d servers is connected (see `scrip wait-until-connected`)", ErrNoServers, down)
+	}
+	live := r // read by the first servers' pass
+	if !u.sized {
+		// Allocate needs the share size: read the file to its end
+		// first, keeping the ciphertext. That may take a while: look
+		// at the servers again after.
+		if err := u.seal(ctx, r, nil); err != nil {
+			return err
+		}
+		live = nil
+		if ids, down = c.liveServers(); len(ids) == 0 {
+			return fmt.Errorf("%w: none of the %d servers is connected (see `scrip wait-until-connected`)", ErrNoServers, down)
+		}
 	}
 	ring := protocol.Ring(u.si[:], ids)
 	sel, err := c.market.Select(ring, u.usage, c.cfg.Happy, c.cfg.N)
@@ -186,7 +275,7 @@ func (u *upload) run(ctx context.Context) error {
 	}
 	u.rep.Ceiling = sel.Ceiling
 	maxLimit := slices.Max(sel.Limits)
-	todo := make([]int, len(u.shares))
+	todo := make([]int, c.cfg.N)
 	for i := range todo {
 		todo[i] = i
 	}
@@ -213,12 +302,20 @@ func (u *upload) run(ctx context.Context) error {
 		}
 		assign := make(map[peer.ID][]uint32)
 		limitOf := make(map[peer.ID]uint64)
+		var order []peer.ID
 		for i, sh := range todo {
 			id := servers[i%len(servers)]
+			if _, ok := assign[id]; !ok {
+				order = append(order, id)
+			}
 			assign[id] = append(assign[id], uint32(sh))
 			limitOf[id] = limits[i%len(servers)]
 		}
-		todo = u.placeAll(ctx, assign, limitOf)
+		todo, err = u.placeAll(ctx, order, assign, limitOf, live)
+		live = nil
+		if err != nil {
+			return err
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -229,7 +326,7 @@ func (u *upload) run(ctx context.Context) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	distinct := make(map[peer.ID]bool)
-	for sh := range u.shares {
+	for sh := range c.cfg.N {
 		if id, ok := u.holders[sh]; ok {
 			u.rep.Shares = append(u.rep.Shares, PutShare{Share: sh, Server: id.String()})
 			distinct[id] = true
@@ -250,6 +347,97 @@ func (u *upload) run(ctx context.Context) error {
 		return fmt.Errorf("%w: shares reached %d distinct servers, %d needed%s", ErrUploadFailed, len(distinct), c.cfg.Happy, why)
 	}
 	return nil
+}
+
+// errSizeChanged reports a file that was not the size announced.
+var errSizeChanged = &kindError{msg: "client: the file is not the size it was said to be (did it change while it was read?)", kind: errAPIBadRequest}
+
+// seal reads the plaintext from r to its end, encrypts and codes it a
+// segment at a time, appends the ciphertext to the spool and, if p is not
+// nil, hands each segment's blocks to p's servers. It stops early, with
+// u.fatal, only if p's servers all failed for a reason no other server
+// would avoid.
+func (u *upload) seal(ctx context.Context, r io.Reader, p *pass) error {
+	_, err := u.enc.SealFrom(r, func(i uint64, sealed []byte, blocks [][]byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if u.sized && u.enc.Size() > u.fileSize {
+			return errSizeChanged
+		}
+		if _, err := u.spool.f.Write(sealed); err != nil {
+			return fmt.Errorf("client: spool: %w", err)
+		}
+		if p == nil {
+			return nil
+		}
+		if p.alive() == 0 {
+			if err := u.fatalErr(); err != nil {
+				return errAbandoned
+			}
+			return nil
+		}
+		return p.feed(ctx, blocks, u.enc.Capability() != nil)
+	})
+	switch {
+	case errors.Is(err, errAbandoned):
+		return err
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, errSizeChanged):
+		return err
+	case err != nil:
+		return fmt.Errorf("client: %w", err)
+	}
+	if u.sized && u.enc.Size() != u.fileSize {
+		return errSizeChanged
+	}
+	if !u.sized {
+		u.setSize(u.enc.Size())
+	}
+	if p == nil {
+		return nil
+	}
+	return p.finish(ctx, nil)
+}
+
+// errAbandoned stops a pass whose servers all failed fatally.
+var errAbandoned = errors.New("client: upload abandoned")
+
+// replay codes the segments again from the spool for p's servers.
+func (u *upload) replay(ctx context.Context, p *pass) error {
+	capab := u.enc.Capability()
+	coder, err := files.NewCoder(capab.K, capab.N)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, capab.SealedLen(0))
+	m := capab.Segments()
+	var off int64
+	for i := range m {
+		if p.alive() == 0 {
+			return nil
+		}
+		sealed := buf[:capab.SealedLen(i)]
+		if _, err := u.spool.f.ReadAt(sealed, off); err != nil {
+			return fmt.Errorf("client: spool: %w", err)
+		}
+		off += int64(len(sealed))
+		blocks, err := coder.Blocks(sealed)
+		if err != nil {
+			return err
+		}
+		if err := p.feed(ctx, blocks, i+1 == m); err != nil {
+			return err
+		}
+	}
+	return p.finish(ctx, u.enc.ShareHash)
+}
+
+func (u *upload) fatalErr() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.fatal
 }
 
 // used reports whether server id holds shares of this upload or failed.
@@ -283,43 +471,61 @@ func (u *upload) goodHolders() []peer.ID {
 	return out
 }
 
-// placeAll places shares on servers in parallel and returns the shares
-// left unplaced.
-func (u *upload) placeAll(ctx context.Context, assign map[peer.ID][]uint32, limits map[peer.ID]uint64) []int {
-	sem := make(chan struct{}, u.c.cfg.UploadParallelism)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+// placeAll places shares on servers, UploadParallelism servers at a
+// time, and returns the shares left unplaced. Each group of servers gets
+// one pass over the file: the first, if live is not nil, as live is read
+// and sealed; the others from the spool.
+func (u *upload) placeAll(ctx context.Context, order []peer.ID, assign map[peer.ID][]uint32, limits map[peer.ID]uint64, live io.Reader) ([]int, error) {
+	par := u.c.cfg.UploadParallelism
 	var left []int
-	for id, nums := range assign {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			placed, err := u.place(ctx, id, nums, limits[id])
-			u.mu.Lock()
-			for _, n := range placed {
-				u.holders[int(n)] = id
+	for g := 0; g < len(order); g += par {
+		p := u.newPass(order[g:min(g+par, len(order))], assign, limits)
+		var wg sync.WaitGroup
+		for _, t := range p.targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(t.gone)
+				t.placed, t.err = u.place(ctx, p, t)
+			}()
+		}
+		var err error
+		if live != nil {
+			err = u.seal(ctx, live, p)
+			live = nil
+		} else {
+			err = u.replay(ctx, p)
+		}
+		p.end()
+		wg.Wait()
+		u.mu.Lock()
+		for _, t := range p.targets {
+			for _, n := range t.placed {
+				u.holders[int(n)] = t.server
 			}
-			if err != nil {
-				u.failed[id] = true
-				u.errs = append(u.errs, fmt.Sprintf("%s: %v", shortID(id), err))
-				if u.fatal == nil && fatalPayment(err) {
-					u.fatal = err
+			if t.err != nil {
+				u.failed[t.server] = true
+				u.errs = append(u.errs, fmt.Sprintf("%s: %v", shortID(t.server), t.err))
+				if u.fatal == nil && fatalPayment(t.err) {
+					u.fatal = t.err
 				}
 			}
-			u.mu.Unlock()
-			mu.Lock()
-			for _, n := range nums {
-				if !slices.Contains(placed, n) {
+			for _, n := range t.nums {
+				if !slices.Contains(t.placed, n) {
 					left = append(left, int(n))
 				}
 			}
-			mu.Unlock()
-		}()
+		}
+		u.mu.Unlock()
+		if errors.Is(err, errAbandoned) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	wg.Wait()
 	slices.Sort(left)
-	return left
+	return left, nil
 }
 
 func (u *upload) addCall(r CallReport) {
@@ -336,18 +542,193 @@ func (u *upload) progress(placed int, wrote uint64) {
 	defer u.mu.Unlock()
 	u.written += wrote
 	u.closed += placed
-	u.o.progress(PutProgress{SharesPlaced: u.closed, SharesTotal: len(u.shares), BytesWritten: u.written,
-		BytesTotal: u.size * uint64(len(u.shares))})
+	u.o.progress(PutProgress{SharesPlaced: u.closed, SharesTotal: u.c.cfg.N, BytesWritten: u.written,
+		BytesTotal: u.size * uint64(u.c.cfg.N)})
 }
 
-// place allocates shares nums on server, paying at most limit a share,
-// writes and closes them, and returns the shares the server holds.
-func (u *upload) place(ctx context.Context, server peer.ID, nums []uint32, limit uint64) ([]uint32, error) {
+// pass writes the shares of a group of servers in one sweep over the
+// file: each segment is coded once and its blocks go to the servers that
+// hold them, a chunk (putChunk) of each share at a time; the headers,
+// known once every block was made, go last, each followed by a Close. A
+// slow server slows the sweep: the channels to the servers hold one
+// chunk each.
+type pass struct {
+	u       *upload
+	targets []*target
+	owner   []*target   // by share number: its server in this pass, or nil
+	buf     [][]byte    // by share number: blocks not yet sent
+	off     []uint64    // by share number: the share offset of buf
+	hashers []hash.Hash // by share number: of the body sent, if checked
+}
+
+// target is one server of a pass and the shares it is to hold.
+type target struct {
+	server peer.ID
+	nums   []uint32
+	limit  uint64
+	ch     chan shareWrite
+	gone   chan struct{} // closed when its goroutine ends
+	// Results, read once gone is closed.
+	placed []uint32
+	err    error
+}
+
+// shareWrite is one Write of a share; the header comes last and is
+// followed by the share's Close.
+type shareWrite struct {
+	share  uint32
+	off    uint64
+	data   []byte
+	header bool
+}
+
+// chunkPool recycles the buffers of share chunks.
+var chunkPool sync.Pool
+
+func getChunk() []byte {
+	if b, ok := chunkPool.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, putChunk)
+}
+
+func putChunkBuf(b []byte) {
+	chunkPool.Put(&b)
+}
+
+func (u *upload) newPass(group []peer.ID, assign map[peer.ID][]uint32, limits map[peer.ID]uint64) *pass {
+	n := u.c.cfg.N
+	hs := uint64(files.HeaderFixedSize + 32*n)
+	p := &pass{u: u, owner: make([]*target, n), buf: make([][]byte, n), off: make([]uint64, n)}
+	if u.enc.Capability() != nil {
+		// The pass codes the segments again from the spool: check what
+		// it writes against the hashes of the first coding.
+		p.hashers = make([]hash.Hash, n)
+	}
+	for _, id := range group {
+		t := &target{server: id, nums: assign[id], limit: limits[id], ch: make(chan shareWrite, 1), gone: make(chan struct{})}
+		p.targets = append(p.targets, t)
+		for _, j := range t.nums {
+			p.owner[j] = t
+			p.off[j] = hs
+			if p.hashers != nil {
+				p.hashers[j] = files.NewShareHash(int(j))
+			}
+		}
+	}
+	return p
+}
+
+func (t *target) isGone() bool {
+	select {
+	case <-t.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// alive returns the number of servers still being written.
+func (p *pass) alive() int {
+	n := 0
+	for _, t := range p.targets {
+		if !t.isGone() {
+			n++
+		}
+	}
+	return n
+}
+
+// feed adds one segment's blocks to the shares of the pass, and sends
+// every chunk that is full, or all of them after the last segment.
+func (p *pass) feed(ctx context.Context, blocks [][]byte, last bool) error {
+	for j, t := range p.owner {
+		if t == nil || t.isGone() {
+			continue
+		}
+		b := blocks[j]
+		if p.hashers != nil {
+			p.hashers[j].Write(b)
+		}
+		if len(p.buf[j]) > 0 && len(p.buf[j])+len(b) > putChunk {
+			if err := p.flush(ctx, j); err != nil {
+				return err
+			}
+		}
+		if p.buf[j] == nil {
+			p.buf[j] = getChunk()
+		}
+		p.buf[j] = append(p.buf[j], b...)
+		if last {
+			if err := p.flush(ctx, j); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush sends share j's buffered blocks to its server.
+func (p *pass) flush(ctx context.Context, j int) error {
+	w := shareWrite{share: uint32(j), off: p.off[j], data: p.buf[j]}
+	p.off[j] += uint64(len(w.data))
+	p.buf[j] = nil
+	return p.send(ctx, p.owner[j], w)
+}
+
+// send hands w to t, or drops it if t's goroutine has ended.
+func (p *pass) send(ctx context.Context, t *target, w shareWrite) error {
+	select {
+	case t.ch <- w:
+		return nil
+	case <-t.gone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// finish sends every share's header, once all its blocks are sent. If
+// want is not nil, the shares' bodies were coded again from the spool,
+// and each is first checked against want, the hash of its first coding.
+func (p *pass) finish(ctx context.Context, want func(j int) [32]byte) error {
+	enc := p.u.enc
+	for j, t := range p.owner {
+		if t == nil || t.isGone() {
+			continue
+		}
+		if want != nil && [32]byte(p.hashers[j].Sum(nil)) != want(j) {
+			return fmt.Errorf("client: share %d coded again from the spool differs from its first coding: the spool file was damaged", j)
+		}
+	}
+	for j, t := range p.owner {
+		if t == nil || t.isGone() {
+			continue
+		}
+		if err := p.send(ctx, t, shareWrite{share: uint32(j), data: enc.Header(j), header: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// end tells every server of the pass that nothing more comes.
+func (p *pass) end() {
+	for _, t := range p.targets {
+		close(t.ch)
+	}
+}
+
+// place allocates t's shares on its server, paying at most t.limit a
+// share, then writes the chunks of the pass that reach it and closes each
+// share after its header. It returns the shares the server holds.
+func (u *upload) place(ctx context.Context, p *pass, t *target) ([]uint32, error) {
 	c := u.c
+	server, nums := t.server, t.nums
 	usage := u.usage
 	usage.StoreBytes *= uint64(len(nums))
 	usage.WriteBytes *= uint64(len(nums))
-	b := &callBill{op: u.bill, limit: limit * uint64(len(nums))}
+	b := &callBill{op: u.bill, limit: t.limit * uint64(len(nums))}
 	var resp *pb.AllocateResponse
 	err := c.paidCall(ctx, server, "allocate", usage, b, func(ctx context.Context) (err error) {
 		resp, err = c.storage.Allocate(ctx, server, &pb.Allocate{StorageIndex: u.si[:], ShareNumbers: nums,
@@ -375,43 +756,92 @@ func (u *upload) place(ctx context.Context, server peer.ID, nums []uint32, limit
 			placed = append(placed, n)
 		}
 	}
+	writing := make(map[uint32]bool)
 	for _, n := range resp.Allocated {
-		if !slices.Contains(nums, n) || slices.Contains(placed, n) {
+		if slices.Contains(nums, n) && !slices.Contains(placed, n) {
+			writing[n] = true
+		}
+	}
+	// Up to putInFlight Writes at a time; a share's header waits for
+	// its body, and its Close for its header.
+	var (
+		mu      sync.Mutex
+		wrote   = make(map[uint32]uint64)
+		werr    error
+		pending sync.WaitGroup
+		slots   = make(chan struct{}, putInFlight)
+	)
+	write := func(w shareWrite) error {
+		err := c.storage.Write(ctx, server, &pb.Write{StorageIndex: u.si[:], ShareNumber: w.share, Offset: w.off, Data: w.data})
+		c.observeCall("write", server, err, nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if werr == nil {
+				werr = err
+				u.addCall(CallReport{Server: server.String(), Op: "write", Shares: []int{int(w.share)}, Bytes: wrote[w.share], Error: err.Error()})
+			}
+			return err
+		}
+		wrote[w.share] += uint64(len(w.data))
+		u.progress(0, uint64(len(w.data)))
+		return nil
+	}
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return werr
+	}
+	defer pending.Wait()
+	for w := range t.ch {
+		if !writing[w.share] || failed() != nil {
+			if !w.header {
+				putChunkBuf(w.data)
+			}
+			if err := failed(); err != nil {
+				return placed, err
+			}
 			continue
 		}
-		if err := u.write(ctx, server, n); err != nil {
+		if !w.header {
+			slots <- struct{}{}
+			pending.Add(1)
+			go func() {
+				defer pending.Done()
+				if write(w) == nil {
+					putChunkBuf(w.data)
+				}
+				<-slots
+			}()
+			continue
+		}
+		pending.Wait()
+		if err := failed(); err != nil {
 			return placed, err
 		}
-		placed = append(placed, n)
+		if err := write(w); err != nil {
+			return placed, err
+		}
+		u.addCall(CallReport{Server: server.String(), Op: "write", Shares: []int{int(w.share)}, Bytes: wrote[w.share]})
+		err := c.storage.Close(ctx, server, &pb.Close{StorageIndex: u.si[:], ShareNumber: w.share})
+		c.observeCall("close", server, err, nil)
+		cr := CallReport{Server: server.String(), Op: "close", Shares: []int{int(w.share)}}
+		if err != nil {
+			cr.Error = err.Error()
+		}
+		u.addCall(cr)
+		if err != nil {
+			return placed, err
+		}
+		placed = append(placed, w.share)
 		crashpoint.Hit("client/put/after-share")
 		u.progress(1, 0)
 	}
-	return placed, nil
-}
-
-// write writes share n to server in chunks and closes it.
-func (u *upload) write(ctx context.Context, server peer.ID, n uint32) error {
-	c := u.c
-	data := u.shares[n]
-	for off := 0; off < len(data); off += writeChunk {
-		chunk := data[off:min(off+writeChunk, len(data))]
-		err := c.storage.Write(ctx, server, &pb.Write{StorageIndex: u.si[:], ShareNumber: n, Offset: uint64(off), Data: chunk})
-		c.observeCall("write", server, err, nil)
-		if err != nil {
-			u.addCall(CallReport{Server: server.String(), Op: "write", Shares: []int{int(n)}, Bytes: uint64(off), Error: err.Error()})
-			return err
-		}
-		u.progress(0, uint64(len(chunk)))
+	pending.Wait()
+	if err := failed(); err != nil {
+		return placed, err
 	}
-	u.addCall(CallReport{Server: server.String(), Op: "write", Shares: []int{int(n)}, Bytes: uint64(len(data))})
-	err := c.storage.Close(ctx, server, &pb.Close{StorageIndex: u.si[:], ShareNumber: n})
-	c.observeCall("close", server, err, nil)
-	cr := CallReport{Server: server.String(), Op: "close", Shares: []int{int(n)}}
-	if err != nil {
-		cr.Error = err.Error()
-	}
-	u.addCall(cr)
-	return err
+	return placed, ctx.Err()
 }
 
 // paidCall runs fn, a paid call to server with the given usage, with bill

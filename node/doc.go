@@ -79,13 +79,27 @@
 //     server, scores it down and is fetched elsewhere;
 //   - housekeeping, every Tick, reconnects servers and refreshes their
 //     prices, resumes swaps a crash interrupted, swaps the bearer coins of
-//     calls that never got an answer (after RefreshAfter), and tops up
-//     small pools of coins designated to the most used servers.
+//     calls that never got an answer (after RefreshAfter), tops up
+//     small pools of coins designated to the most used servers, and reads
+//     the mint's keysets again, recouping the wallet's coins of any keyset
+//     the mint has revoked ([Client.Recoup]).
+//
+// The market's memory survives restarts: the client saves its history
+// (the ceiling and when it was last computed, the servers' prices and the
+// calls they served, their scores; pricing.History) in [ClientMarketFile]
+// on every tick and at Close, and restores it at start, so the ceiling
+// rises at most 10 % a day across sessions and a penalised server stays
+// penalised. A file it cannot use is logged and ignored. Once the market
+// has history (an earlier session's, or a day of this one), a download
+// pays no server more than the ceiling's price of the call plus the
+// premium, unless a download budget allows it; before, it may spend at
+// most 1/[DefaultDownloadShare] of the wallet.
 //
 // Its local HTTP API (loopback only; URL in [ClientAPIFile], bearer token
 // in [ClientTokenFile]) serves the CLI: GET /status, /servers, /wallet,
 // /wait and /metrics, POST /put, /get ({"capability": CAP}), /fund
-// ({"voucher": CODE}) and /wallet/backup. Every call wants the token.
+// ({"voucher": CODE}), /wallet/recoup and /wallet/backup. Every call wants
+// the token.
 // Errors are one line for a person with a kind ([APIErrorKind]).
 //
 // # Metrics

@@ -24,7 +24,12 @@ func runGet(ctx context.Context, args []string) error {
 	out := fs.String("o", "-", "file to write (- for standard output)")
 	quiet := fs.Bool("q", false, "no progress bar")
 	cliUsage(fs, "scrip get CAP|- [-o FILE] [-q] [--dir DIR]",
-		"CAP is the capability \"scrip put\" printed: the file's read key. "+secretArgNote("capability", ""))
+		"CAP is the capability \"scrip put\" printed: the file's read key. "+secretArgNote("capability", ""),
+		"The file comes as it is downloaded, each segment once it is verified. With -o FILE it goes\n"+
+			"to a temporary file beside FILE, renamed to FILE only once the whole file has arrived, all of it\n"+
+			"verified: a failed download leaves no FILE (and an existing one untouched). With -o - (the\n"+
+			"default) a download that fails part-way has already written the verified part before it to\n"+
+			"standard output; scrip then exits with an error, and that output must be discarded.")
 	pos, err := cliParse(fs, args)
 	if err != nil {
 		return err
@@ -64,13 +69,16 @@ func runGet(ctx context.Context, args []string) error {
 		body = &r
 	}
 	if *out == "-" {
+		// The node breaks the answer off if the download fails part-way:
+		// what came before it is out already, so say so.
 		if _, err := io.Copy(cliStdout, body); err != nil {
-			return fmt.Errorf("the download broke off: %w", err)
+			return fmt.Errorf("the download broke off (the output is incomplete: discard it): %w", err)
 		}
 		return nil
 	}
-	// Write beside the target and rename, so that a broken download
-	// leaves no partial file.
+	// Write beside the target and rename once all of it has come, so
+	// that a broken download (the node breaks the answer off, short of
+	// its Content-Length) leaves no partial file.
 	tmp, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".part-*")
 	if err != nil {
 		return err

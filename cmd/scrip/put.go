@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -23,6 +24,12 @@ func runPut(ctx context.Context, args []string) error {
 	fs, dir := cliFlags("put")
 	quiet := fs.Bool("q", false, "no progress bar")
 	report := fs.Bool("report", false, "print the upload's report (JSON) on standard error")
+	cliUsage(fs, "scrip put FILE|- [-q] [--report] [--dir DIR]",
+		"Uploads FILE (- for standard input) and prints its capability, the secret that reads it.",
+		"The client node keeps the file's ciphertext (never the plaintext) in a spool file of its\n"+
+			"directory while it uploads: it needs free disk space of about the file's size. With a\n"+
+			"FILE, whose size is known, it places shares while it reads the file; from standard\n"+
+			"input, it reads it all first.")
 	pos, err := cliParse(fs, args)
 	if err != nil {
 		return err
@@ -47,19 +54,25 @@ func runPut(ctx context.Context, args []string) error {
 		}
 		in = f
 	}
+	// With the size known, the client node places shares while it reads
+	// the file; otherwise it reads it all (into its spool file) first.
+	path := "/put?progress=1"
+	if size >= 0 {
+		path += "&size=" + strconv.FormatInt(size, 10)
+	}
 	show := !*quiet && cliStderrIsTerminal()
 	var bar *progressbar.ProgressBar
 	if show {
 		bar = progressbar.NewOptions64(size,
 			progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionSetDescription("encoding"),
+			progressbar.OptionSetDescription("uploading"),
 			progressbar.OptionShowBytes(true),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionClearOnFinish())
 		r := progressbar.NewReader(in, bar)
 		in = &r
 	}
-	resp, err := n.request(ctx, http.MethodPost, "/put?progress=1", in, http.Header{"Content-Type": {"application/octet-stream"}})
+	resp, err := n.request(ctx, http.MethodPost, path, in, http.Header{"Content-Type": {"application/octet-stream"}})
 	if err != nil {
 		return err
 	}

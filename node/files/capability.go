@@ -156,9 +156,7 @@ func parseDecimal(s string, max uint64) (uint64, bool) {
 
 // shareHash returns H256(tag(share) || u8(number) || body).
 func shareHash(number int, body []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(tagShare))
-	h.Write([]byte{byte(number)})
+	h := NewShareHash(number)
 	h.Write(body)
 	return [32]byte(h.Sum(nil))
 }
@@ -196,6 +194,39 @@ func (c *Capability) CheckShare(b []byte) (int, error) {
 	return s.Number, nil
 }
 
+// CheckHeader checks the header of a share against the capability, as a
+// reader that streams a share checks it before it uses the body: b holds
+// the share's first [Capability.HeaderSize] bytes or more (the rest is
+// ignored). The header must parse, carry the capability's k, n and size,
+// and its hash list must match the root (SPEC.md §10, steps 2 to 4 of
+// checking a share). It returns the share's fields and hash list, with no
+// Body, or an error wrapping [ErrMalformedShare] or [ErrShareMismatch].
+// The body is the caller's to check as it arrives: hash it with
+// [NewShareHash] and compare the sum with Hashes[Number].
+func (c *Capability) CheckHeader(b []byte) (*Share, error) {
+	s, err := parseHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkFields(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkFields checks a parsed header's parameters and hash list against
+// the capability.
+func (c *Capability) checkFields(s *Share) error {
+	if s.K != c.K || s.N != c.N || s.Size != c.Size {
+		return fmt.Errorf("%w: share parameters differ", ErrShareMismatch)
+	}
+	root := rootHash(c.StorageIndex(), s.K, s.N, s.SegmentSize, s.Size, s.Hashes)
+	if subtle.ConstantTimeCompare(root[:], c.Root[:]) != 1 {
+		return fmt.Errorf("%w: share hash list does not match the root", ErrShareMismatch)
+	}
+	return nil
+}
+
 func (c *Capability) checkShare(b []byte) (*Share, error) {
 	if int64(len(b)) != c.ShareSize() {
 		return nil, fmt.Errorf("%w: share is %d bytes, want %d", ErrShareMismatch, len(b), c.ShareSize())
@@ -204,12 +235,8 @@ func (c *Capability) checkShare(b []byte) (*Share, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.K != c.K || s.N != c.N || s.Size != c.Size {
-		return nil, fmt.Errorf("%w: share parameters differ", ErrShareMismatch)
-	}
-	root := rootHash(c.StorageIndex(), s.K, s.N, s.SegmentSize, s.Size, s.Hashes)
-	if subtle.ConstantTimeCompare(root[:], c.Root[:]) != 1 {
-		return nil, fmt.Errorf("%w: share hash list does not match the root", ErrShareMismatch)
+	if err := c.checkFields(s); err != nil {
+		return nil, err
 	}
 	if h := shareHash(s.Number, s.Body); h != s.Hashes[s.Number] {
 		return nil, fmt.Errorf("%w: share %d body is corrupt", ErrShareMismatch, s.Number)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"slices"
 )
 
 // BadShare reports a share that [Decode] skipped.
@@ -39,7 +38,8 @@ func Decode(c *Capability, shares [][]byte) ([]byte, []BadShare, error) {
 // DecodeTo is [Decode] that writes the plaintext to w, one authenticated
 // segment at a time. Every byte written is authentic and in place, but if
 // DecodeTo returns an error, what was written is incomplete and must be
-// discarded.
+// discarded. The shares are held in memory; [Decoder] decodes from
+// blocks read as they are needed.
 func DecodeTo(w io.Writer, c *Capability, shares [][]byte) ([]BadShare, error) {
 	if err := checkParams(c.K, c.N); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCapability, err)
@@ -72,59 +72,25 @@ func DecodeTo(w io.Writer, c *Capability, shares [][]byte) ([]BadShare, error) {
 			use = append(use, j)
 		}
 	}
-	cd, err := newCoder(&c.Key, c.K, c.N)
+	d, err := NewDecoder(c)
 	if err != nil {
 		return bad, err
 	}
-	if err := cd.decode(w, c.Size, good, use); err != nil {
-		return bad, err
-	}
-	return bad, nil
-}
-
-func (cd *coder) decode(w io.Writer, size uint64, good []*Share, use []int) error {
-	k, n := cd.k, cd.n
-	reconstruct := slices.ContainsFunc(use, func(j int) bool { return j >= k })
-	full := blockLen(k, SegmentSize)
-	spare := make([]byte, k*full) // room for the data blocks being rebuilt
-	sealed := make([]byte, 0, k*full)
-	plain := make([]byte, 0, SegmentSize)
-	blocks := make([][]byte, n)
-	m := segments(SegmentSize, size)
+	blocks := make([][]byte, c.N)
 	off := 0
-	for i := range m {
-		pl := segmentLen(SegmentSize, size, i)
-		bl := blockLen(k, pl)
-		for j := range blocks {
-			blocks[j] = nil
-		}
+	for i := range d.m {
+		_, bl := c.BlockRange(i)
 		for _, j := range use {
 			blocks[j] = good[j].Body[off : off+bl : off+bl]
 		}
-		if reconstruct {
-			for j := range k {
-				if blocks[j] == nil {
-					blocks[j] = spare[j*full : j*full : j*full+bl]
-				}
-			}
-			if err := cd.rs.ReconstructData(blocks); err != nil {
-				return fmt.Errorf("files: erasure decoding: %w", err)
-			}
-		}
-		sealed = sealed[:0]
-		for j := range k {
-			sealed = append(sealed, blocks[j]...)
-		}
-		sealed = sealed[:pl+tagSize]
-		var err error
-		plain, err = cd.aead.Open(plain[:0], segmentNonce(i, i+1 == m), sealed, []byte(tagSegment))
+		plain, err := d.Segment(i, blocks)
 		if err != nil {
-			return fmt.Errorf("%w: segment %d", ErrDecrypt, i)
+			return bad, err
 		}
 		if _, err := w.Write(plain); err != nil {
-			return err
+			return bad, err
 		}
 		off += bl
 	}
-	return nil
+	return bad, nil
 }

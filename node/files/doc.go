@@ -12,7 +12,14 @@
 // Reed–Solomon into n blocks of which any k recover it. Share j is block j of
 // every segment, behind a header that repeats the coding parameters and the
 // SHA-256 hashes of all n shares. It returns the [Capability] and the n
-// shares.
+// shares, all held in memory.
+//
+// [Encoder] does the same a segment at a time, in memory of a few
+// segments whatever the file's size: [Encoder.Seal] (or
+// [Encoder.SealFrom]) returns each sealed segment and its n blocks, which
+// the caller writes at their offsets ([Capability.BlockRange]) while it
+// hashes them; the headers ([Encoder.Header]) come once the last segment
+// is sealed. [Coder] codes kept sealed segments into blocks again.
 //
 // # Capabilities
 //
@@ -34,6 +41,14 @@
 // sends), the header, the root over the share's hash list, and the hash of
 // its body. Bad shares are skipped and reported, each as a [BadShare]; any k good
 // shares decode. Each segment is authenticated again when it is opened.
+//
+// [Decoder] decodes a segment at a time from blocks its caller reads
+// (ranged reads of [Capability.BlockRange]), after checking each share's
+// header with [Capability.CheckHeader] and while hashing its body with
+// [NewShareHash]. Every plaintext it returns is authentic, but a caller
+// that writes it out as it comes has written the segments before one
+// that fails; [Decoder.Search] finds which blocks of a segment that does
+// not open are corrupt, given more shares' blocks.
 //
 // The byte layout is in SPEC.md §10.
 //

@@ -3,11 +3,9 @@ package files
 import (
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 
 	"github.com/klauspost/reedsolomon"
@@ -23,7 +21,8 @@ import (
 // and [DefaultN] unless there is a reason not to), otherwise Encode returns
 // an error wrapping [ErrParams]. A plaintext longer than [MaxFileSize]
 // gives an error wrapping [ErrTooLarge]. Read errors are returned as they
-// are. The shares are held in memory: about n/k times the plaintext size.
+// are. The shares are held in memory: about n/k times the plaintext size;
+// [Encoder] makes the same shares a segment at a time.
 func Encode(r io.Reader, k, n int) (*Capability, [][]byte, error) {
 	var key [KeySize]byte
 	if _, err := io.ReadFull(rand.Reader, key[:]); err != nil {
@@ -93,7 +92,7 @@ func newCoder(key *[KeySize]byte, k, n int) (*coder, error) {
 }
 
 func encode(r io.Reader, k, n int, key [KeySize]byte) (*Capability, [][]byte, error) {
-	c, err := newCoder(&key, k, n)
+	e, err := newEncoder(key, k, n)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,74 +104,22 @@ func encode(r io.Reader, k, n int, key [KeySize]byte) (*Capability, [][]byte, er
 		expect = bodySize(k, SegmentSize, uint64(l.Len()))
 	}
 	shares := make([][]byte, n)
-	hashers := make([]hash.Hash, n)
 	for j := range shares {
 		shares[j] = make([]byte, hs, int64(hs)+expect)
-		hashers[j] = sha256.New()
-		hashers[j].Write([]byte(tagShare))
-		hashers[j].Write([]byte{byte(j)})
 	}
-
-	cur := make([]byte, SegmentSize)
-	next := make([]byte, SegmentSize)
-	sealed := make([]byte, 0, SegmentSize+tagSize)
-	data := make([]byte, k*blockLen(k, SegmentSize))
-	parity := make([]byte, (n-k)*blockLen(k, SegmentSize))
-	blocks := make([][]byte, n)
-
-	curLen, err := readSegment(r, cur)
+	c, err := e.SealFrom(r, func(_ uint64, _ []byte, blocks [][]byte) error {
+		for j := range shares {
+			shares[j] = append(shares[j], blocks[j]...)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	var size uint64
-	for i := uint64(0); ; i++ {
-		size += uint64(curLen)
-		if size > MaxFileSize {
-			return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, uint64(MaxFileSize))
-		}
-		// A full segment may be the last; read ahead to know.
-		nextLen := 0
-		if curLen == SegmentSize {
-			if nextLen, err = readSegment(r, next); err != nil {
-				return nil, nil, err
-			}
-		}
-		last := nextLen == 0
-		sealed = c.aead.Seal(sealed[:0], segmentNonce(i, last), cur[:curLen], []byte(tagSegment))
-		bl := blockLen(k, curLen)
-		d := data[:k*bl]
-		clear(d[copy(d, sealed):])
-		for j := range k {
-			blocks[j] = d[j*bl : (j+1)*bl]
-		}
-		for j := k; j < n; j++ {
-			blocks[j] = parity[(j-k)*bl : (j-k+1)*bl]
-		}
-		if err := c.rs.Encode(blocks); err != nil {
-			return nil, nil, fmt.Errorf("files: erasure coding: %w", err)
-		}
-		for j := range n {
-			shares[j] = append(shares[j], blocks[j]...)
-			hashers[j].Write(blocks[j])
-		}
-		if last {
-			break
-		}
-		cur, next = next, cur
-		curLen = nextLen
-	}
-
-	hashes := make([][32]byte, n)
-	for j := range hashes {
-		hashes[j] = [32]byte(hashers[j].Sum(nil))
-	}
-	cp := &Capability{Key: key, K: k, N: n, Size: size}
-	cp.Root = rootHash(cp.StorageIndex(), k, n, SegmentSize, size, hashes)
 	for j := range shares {
-		s := Share{Version: shareVersion, K: k, N: n, Number: j, SegmentSize: SegmentSize, Size: size, Hashes: hashes}
-		s.appendHeader(shares[j][:0])
+		copy(shares[j], e.Header(j))
 	}
-	return cp, shares, nil
+	return c, shares, nil
 }
 
 // readSegment fills buf from r as far as r allows and returns how much it

@@ -91,6 +91,22 @@ func (s *Share) Bytes() []byte {
 // It does not check any hash; use [Capability.CheckShare] for that. Errors
 // wrap [ErrMalformedShare].
 func ParseShare(b []byte) (*Share, error) {
+	s, err := parseHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	hs := headerSize(s.N)
+	want := int64(hs) + bodySize(s.K, s.SegmentSize, s.Size)
+	if int64(len(b)) != want {
+		return nil, fmt.Errorf("%w: share is %d bytes, its header implies %d", ErrMalformedShare, len(b), want)
+	}
+	s.Body = b[hs:]
+	return s, nil
+}
+
+// parseHeader decodes and checks the header at the start of b (which may
+// hold more than the header): the fields and the hash list, not the body.
+func parseHeader(b []byte) (*Share, error) {
 	if len(b) < HeaderFixedSize {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than a header", ErrMalformedShare, len(b))
 	}
@@ -117,15 +133,12 @@ func ParseShare(b []byte) (*Share, error) {
 	case s.Size > MaxFileSize:
 		return nil, fmt.Errorf("%w: file size %d", ErrMalformedShare, s.Size)
 	}
-	hs := headerSize(s.N)
-	want := int64(hs) + bodySize(s.K, s.SegmentSize, s.Size)
-	if int64(len(b)) != want {
-		return nil, fmt.Errorf("%w: share is %d bytes, its header implies %d", ErrMalformedShare, len(b), want)
+	if len(b) < headerSize(s.N) {
+		return nil, fmt.Errorf("%w: %d bytes is shorter than a header of %d shares", ErrMalformedShare, len(b), s.N)
 	}
 	s.Hashes = make([][32]byte, s.N)
 	for i := range s.Hashes {
 		copy(s.Hashes[i][:], b[HeaderFixedSize+32*i:])
 	}
-	s.Body = b[hs:]
 	return s, nil
 }

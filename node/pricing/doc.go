@@ -46,7 +46,23 @@
 //	pricing: need 7 servers, found 3 of 9 within the ceiling of 120 msat a share (prices seen: 80, 95, 110, 150, 300; 2 above the ceiling, 4 with no price seen)
 //
 // [Budget] bounds each upload, each download ([Market.Allow]) and all
-// payments together ([Market.Charge]).
+// payments together ([Market.Charge]). [Market.Bound] fixes the ceiling
+// for an operation that cannot choose its servers (a download): each call
+// at most the ceiling's price plus the premium.
+//
+// # Client side: memory across sessions
+//
+// A market that forgot everything at each start would take the prices
+// asked then as the market. [Market.History] returns what it remembers
+// (the ceiling and when it was last computed and first set, the servers
+// seen most recently with their rates and the calls they served, the
+// highest scores), bounded ([MaxHistoryServers], [MaxHistoryScores]);
+// [Market.Restore] merges it into a new market, so that the ceiling keeps
+// rising at most 10 % a day from where it was, and scores keep decaying
+// from their time. [History.MarshalBinary] and [ParseHistory] encode it
+// in at most [MaxHistorySize] bytes with a checksum; the decoder treats
+// its input as untrusted and refuses anything it would not write
+// ([ErrBadHistory]).
 //
 // # Client side: scores
 //

@@ -26,6 +26,13 @@ var (
 	ErrTooFewServers = errors.New("pricing: too few servers qualify")
 	// ErrOverBudget reports a payment the budget does not allow.
 	ErrOverBudget = errors.New("pricing: over budget")
+	// ErrAboveCeiling reports a price above the market's ceiling (with
+	// any premium) for the call, which the client does not pay.
+	ErrAboveCeiling = errors.New("pricing: price above the ceiling")
+	// ErrBadHistory reports a market history that does not decode, or
+	// that cannot be restored: its bytes are damaged, too many, or of
+	// another version or unit. See [ParseHistory].
+	ErrBadHistory = errors.New("pricing: bad market history")
 	// ErrUnit reports a schedule in a unit other than the market's.
 	ErrUnit = errors.New("pricing: schedule in another unit")
 	// ErrArgument reports an argument out of range.

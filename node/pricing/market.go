@@ -106,6 +106,7 @@ type Market struct {
 	ceil    [4]float64
 	ceilAt  time.Time
 	ceilSet bool
+	since   time.Time // when the ceiling was first set, if ceilSet
 	spent   uint64
 }
 
@@ -321,6 +322,51 @@ func (m *Market) Ceiling() (protocol.Rates, error) {
 	return m.ceiling(now)
 }
 
+// CeilingSince returns when the ceiling was first set, by this market or
+// by an earlier one whose [History] it restored, and false if it never
+// was. A ceiling set long ago, or in an earlier session, is history: it
+// can rise only at the growth rate since, whatever the servers ask now; a
+// ceiling just set is no more than the prices asked now.
+func (m *Market) CeilingSince() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.since, m.ceilSet
+}
+
+// Bound is the market's ceiling fixed at one moment, to bound the calls of
+// an operation that cannot choose its servers as an upload does: a
+// download must ask the servers that hold the file's shares, wherever they
+// stand on the ring.
+type Bound struct {
+	// Rates are the ceiling's rates.
+	Rates protocol.Rates
+	// Premium is the most, in percent of the ceiling's quote, that a call
+	// may be paid over it: the market's premium.
+	Premium uint64
+}
+
+// Bound returns the ceiling now, with the premium, or [ErrNoPrices] if no
+// price seen counts.
+func (m *Market) Bound() (Bound, error) {
+	r, err := m.Ceiling()
+	if err != nil {
+		return Bound{}, err
+	}
+	return Bound{Rates: r, Premium: m.o.premium}, nil
+}
+
+// Limit returns the quote of usage u under the ceiling's rates, and the
+// most a call of usage u may be paid: that quote plus the premium. A usage
+// the ceiling cannot price (the quote overflows) is not bounded: both are
+// 2^64 − 1.
+func (b Bound) Limit(u protocol.Usage) (ceiling, limit uint64) {
+	q, err := protocol.Quote(b.Rates, u)
+	if err != nil {
+		return math.MaxUint64, math.MaxUint64
+	}
+	return q, addPercent(q, b.Premium)
+}
+
 // ceiling forgets old sightings, moves the ceiling toward its target and
 // returns it.
 func (m *Market) ceiling(now time.Time) (protocol.Rates, error) {
@@ -371,7 +417,7 @@ func (m *Market) ceiling(now time.Time) (protocol.Rates, error) {
 	}
 	var out [4]uint64
 	if !m.ceilSet {
-		m.ceilSet, m.ceilAt = true, now
+		m.ceilSet, m.ceilAt, m.since = true, now, now
 		for d, t := range target {
 			m.ceil[d] = float64(t)
 		}
