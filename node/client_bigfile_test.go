@@ -70,6 +70,15 @@ type hookBackend struct {
 	protocol.StorageBackend
 	read  atomic.Pointer[readHook]
 	write atomic.Pointer[writeHook]
+	list  atomic.Pointer[listHook]
+	// alias, if set, serves every share number from another backend's
+	// share (a server that passes off one share as any other).
+	alias atomic.Pointer[shareAlias]
+	// haveAll answers every Allocate that it holds every share asked,
+	// closed, and stores nothing.
+	haveAll atomic.Bool
+	// allocNone answers every Allocate, paid, with no share allocated.
+	allocNone atomic.Bool
 	// gone makes Stat (and so every Read, before it is paid) answer
 	// that share is not found.
 	gone atomic.Int64 // share number + 1, 0 for none
@@ -83,10 +92,39 @@ type hookBackend struct {
 type (
 	readHook  func(share uint32, off uint64, data []byte) ([]byte, error)
 	writeHook func(share uint32, off uint64, n int) error
+	listHook  func(shares []protocol.ShareInfo) []protocol.ShareInfo
 )
 
+func (b *hookBackend) List(ctx context.Context, si [protocol.StorageIndexSize]byte) ([]protocol.ShareInfo, error) {
+	out, err := b.StorageBackend.List(ctx, si)
+	if f := b.list.Load(); f != nil && err == nil {
+		return (*f)(out), nil
+	}
+	return out, err
+}
+
+func (b *hookBackend) onList(f listHook) {
+	if f == nil {
+		b.list.Store(nil)
+		return
+	}
+	b.list.Store(&f)
+}
+
+// shareAlias is share number share of backend from.
+type shareAlias struct {
+	from  protocol.StorageBackend
+	share uint32
+}
+
 func (b *hookBackend) Read(ctx context.Context, si [protocol.StorageIndexSize]byte, share uint32, off, length uint64) ([]byte, error) {
-	data, err := b.StorageBackend.Read(ctx, si, share, off, length)
+	var data []byte
+	var err error
+	if a := b.alias.Load(); a != nil {
+		data, err = a.from.Read(ctx, si, a.share, off, length)
+	} else {
+		data, err = b.StorageBackend.Read(ctx, si, share, off, length)
+	}
 	if f := b.read.Load(); f != nil && err == nil {
 		return (*f)(share, off, data)
 	}
@@ -97,7 +135,22 @@ func (b *hookBackend) Stat(ctx context.Context, si [protocol.StorageIndexSize]by
 	if b.gone.Load() == int64(share)+1 {
 		return protocol.ShareInfo{}, fmt.Errorf("%w: share %d is gone", protocol.ErrNotFound, share)
 	}
+	if a := b.alias.Load(); a != nil {
+		info, err := a.from.Stat(ctx, si, a.share)
+		info.Number = share
+		return info, err
+	}
 	return b.StorageBackend.Stat(ctx, si, share)
+}
+
+func (b *hookBackend) Allocate(ctx context.Context, a *protocol.Allocation) (*protocol.Allocated, error) {
+	if b.haveAll.Load() {
+		return &protocol.Allocated{AlreadyHave: slices.Clone(a.Shares), LeaseExpires: time.Now().Add(time.Hour)}, nil
+	}
+	if b.allocNone.Load() {
+		return &protocol.Allocated{LeaseExpires: time.Now().Add(time.Hour)}, nil
+	}
+	return b.StorageBackend.Allocate(ctx, a)
 }
 
 func (b *hookBackend) Write(ctx context.Context, writer peer.ID, si [protocol.StorageIndexSize]byte, share uint32, off uint64, data []byte) error {

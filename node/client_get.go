@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -60,7 +61,11 @@ var getWindow uint64 = protocol.MaxReadSize
 // reads the segment's blocks from more shares until k of them open it,
 // and the shares whose blocks differ from it are the corrupt ones. A share
 // that fails or stops answering mid-file is replaced by another from the
-// segment where it stopped.
+// segment where it stopped. A server's word on a share's number is
+// checked only by the segments (SPEC.md §10, Streaming), so the search
+// takes blocks of a number it has from other servers too, as other
+// candidates for that share; a share listed twice is read once; and a
+// spare starts with a window of one block, since it may give only that.
 //
 // Every byte written to w is authentic and in place, but w receives the
 // file as it is decoded: if Get fails after it began writing (a segment
@@ -287,12 +292,13 @@ func (d *download) ask(ctx context.Context, server peer.ID) {
 			d.addSpare(server, n)
 			continue
 		}
-		d.done(n, d.open(ctx, server, n, 0))
+		d.done(n, d.open(ctx, server, n, 0, getWindow))
 	}
 }
 
 // list asks server which shares of the file it holds (a paid List), and
-// returns those numbered below N, by number; nil if it would not say.
+// returns those numbered below N, by number, each once; nil if it would
+// not say.
 func (d *download) list(ctx context.Context, server peer.ID) []*pb.Share {
 	c := d.c
 	d.note(func(r *GetReport) { r.Asked++ })
@@ -316,41 +322,63 @@ func (d *download) list(ctx context.Context, server peer.ID) []*pb.Share {
 		}
 		return nil
 	}
-	c.market.Served(server)
+	// A List answer proves nothing (it is the server's word), so it does
+	// not count as service for the market's ceiling: servers that hold
+	// nothing and answer Lists cheaply would otherwise gain the weight of
+	// servers that serve (Market.Served; open counts a checked share). A
+	// share listed twice is one share: each entry would be opened, and
+	// paid for, on its own.
 	list = slices.DeleteFunc(list, func(sh *pb.Share) bool { return int(sh.ShareNumber) >= d.capab.N })
 	slices.SortFunc(list, func(a, b *pb.Share) int { return int(a.ShareNumber) - int(b.ShareNumber) })
-	return list
+	return slices.CompactFunc(list, func(a, b *pb.Share) bool { return a.ShareNumber == b.ShareNumber })
 }
 
 func (d *download) addSpare(server peer.ID, n int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.spares = append(d.spares, spareShare{server: server, num: n})
+	sp := spareShare{server: server, num: n}
+	if !slices.Contains(d.spares, sp) {
+		d.spares = append(d.spares, sp)
+	}
 }
 
 // errShortShare reports a share that ends before the size its capability
 // implies.
 var errShortShare = fmt.Errorf("%w: the share ends early", files.ErrShareMismatch)
 
-// open starts reading share n on server at segment i. A share that fits
-// in one Read is read and checked whole; otherwise its header is read and
-// checked, with the first window of its body when i is 0 (its body is
-// then hashed as it is read, and checked at its end). It returns nil if
-// the share cannot be used, once the failure is reported.
-func (d *download) open(ctx context.Context, server peer.ID, n int, i uint64) *shareStream {
+// open starts reading share n on server at segment i, with a first
+// window of the given length (0: one block; each next window is twice as
+// long, up to getWindow). A share that fits in one Read is read and
+// checked whole; otherwise its header is read and checked, with the first
+// window of its body when i is 0 (its body is then hashed as it is read,
+// and checked at its end). It returns nil if the share cannot be used,
+// once the failure is reported.
+//
+// A spare, opened in place of a share that failed or to tell corrupt
+// blocks from good ones, may give one block and be stopped: its first
+// window is one block, so that hostile servers that make a download open
+// many spares do not make it pay for windows it does not use.
+func (d *download) open(ctx context.Context, server peer.ID, n int, i uint64, window uint64) *shareStream {
 	c := d.c
 	hs := int64(d.capab.HeaderSize())
-	off, _ := d.capab.BlockRange(i)
+	off, bl := d.capab.BlockRange(i)
+	if window == 0 {
+		window = uint64(bl)
+	}
+	window = min(window, getWindow)
 	length := uint64(hs)
-	if i == 0 || d.size <= getWindow {
-		length = min(d.size, getWindow)
+	switch {
+	case d.size <= getWindow:
+		length = d.size
+	case i == 0:
+		length = min(d.size, uint64(hs)+window, getWindow)
 	}
 	data, err := d.readAt(ctx, server, n, 0, length)
 	if err != nil {
 		d.readFailed(server, err)
 		return nil
 	}
-	s := &shareStream{d: d, server: server, pos: off}
+	s := &shareStream{d: d, server: server, pos: off, window: window}
 	switch {
 	case uint64(len(data)) == d.size:
 		if s.num, err = d.capab.CheckShare(data); err != nil {
@@ -496,7 +524,7 @@ func (d *download) gather(ctx context.Context, i uint64, active []*shareStream, 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		s, err := d.spare(ctx, i, kept)
+		s, err := d.spare(ctx, i, kept, false)
 		if err != nil {
 			return nil, err
 		}
@@ -516,14 +544,22 @@ func (d *download) gather(ctx context.Context, i uint64, active []*shareStream, 
 // it: it adds the blocks of spare shares one at a time until k of those
 // at hand open it, reports the shares whose blocks differ from the
 // segment as corrupt, and returns the segment's plaintext and the k
-// lowest-numbered shares left.
+// lowest-numbered shares left. A server's word on a share's number is
+// authenticated only with the share's whole body, so spares may be
+// given as shares already at hand (one server lists every number and
+// sends garbage as each): once no spare of another number is left, the
+// search takes those too, as other candidates for the same shares.
 func (d *download) search(ctx context.Context, i uint64, active []*shareStream, blocks [][]byte) ([]byte, []*shareStream, error) {
 	all := slices.Clone(active)
+	var cands []files.Candidate
+	for _, s := range active {
+		cands = append(cands, files.Candidate{Num: s.num, Block: blocks[s.num]})
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, active, err
 		}
-		s, err := d.spare(ctx, i, all)
+		s, err := d.spare(ctx, i, all, true)
 		if err != nil {
 			if ctx.Err() != nil || d.failed() != nil {
 				return nil, active, err
@@ -535,18 +571,18 @@ func (d *download) search(ctx context.Context, i uint64, active []*shareStream, 
 			d.drop(ctx, s, err)
 			continue
 		}
-		blocks[s.num] = b
 		all = append(all, s)
-		plain, bad, err := d.dec.Search(i, blocks)
-		if errors.Is(err, files.ErrDecrypt) {
+		cands = append(cands, files.Candidate{Num: s.num, Block: b})
+		plain, bad, err := d.dec.SearchAmong(i, cands)
+		if errors.Is(err, files.ErrDecrypt) || errors.Is(err, files.ErrNotEnoughShares) {
 			continue
 		}
 		if err != nil {
 			return nil, active, err
 		}
 		var good []*shareStream
-		for _, s := range all {
-			if !slices.Contains(bad, s.num) {
+		for x, s := range all {
+			if !slices.Contains(bad, x) {
 				good = append(good, s)
 				continue
 			}
@@ -555,20 +591,39 @@ func (d *download) search(ctx context.Context, i uint64, active []*shareStream, 
 			d.corrupt(ctx, s.server, s.num, fmt.Errorf("%w: share %d's block of segment %d differs from the segment", files.ErrShareMismatch, s.num, i))
 		}
 		byNum(good)
-		for _, s := range good[d.capab.K:] {
+		var keep []*shareStream
+		for _, s := range good {
+			if len(keep) < d.capab.K && (len(keep) == 0 || keep[len(keep)-1].num != s.num) {
+				keep = append(keep, s)
+				continue
+			}
 			s.stop()
 			d.addSpare(s.server, s.num)
 		}
-		return plain, good[:d.capab.K], nil
+		return plain, keep, nil
 	}
 }
 
 // spare opens, at segment i, a share whose number none of in has: one a
-// server listed already, or one of the next server asked. It fails as the
-// download would without it when there is none left.
-func (d *download) spare(ctx context.Context, i uint64, in []*shareStream) (*shareStream, error) {
+// server listed already, or one of the next server asked. It fails as
+// the download would without it when there is none left.
+//
+// With again (a search for corrupt blocks), it may also open a share
+// whose number some of in have, from another server: a second candidate
+// for that share. It then takes shares from servers none of in came from
+// first, listing the next servers for them, before others: a hostile
+// server that lists every number gives one candidate, not one of each
+// (each candidate a Read, and each one more that does not open the
+// segment up to 4,096 tries of files.Decoder.SearchAmong).
+func (d *download) spare(ctx context.Context, i uint64, in []*shareStream, again bool) (*shareStream, error) {
 	have := func(n int) bool {
 		return slices.ContainsFunc(in, func(s *shareStream) bool { return s.num == n })
+	}
+	tried := func(server peer.ID, n int) bool {
+		return slices.ContainsFunc(in, func(s *shareStream) bool { return s.server == server && s.num == n })
+	}
+	fresh := func(server peer.ID) bool {
+		return !slices.ContainsFunc(in, func(s *shareStream) bool { return s.server == server })
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -578,7 +633,21 @@ func (d *download) spare(ctx context.Context, i uint64, in []*shareStream) (*sha
 			return nil, err
 		}
 		d.mu.Lock()
-		x := slices.IndexFunc(d.spares, func(sp spareShare) bool { return !have(sp.num) })
+		var x int
+		if !again {
+			x = slices.IndexFunc(d.spares, func(sp spareShare) bool { return !have(sp.num) })
+		} else {
+			x = slices.IndexFunc(d.spares, func(sp spareShare) bool { return !have(sp.num) && fresh(sp.server) })
+			if x < 0 {
+				x = slices.IndexFunc(d.spares, func(sp spareShare) bool { return fresh(sp.server) })
+			}
+			if x < 0 && len(d.queue) == 0 {
+				x = slices.IndexFunc(d.spares, func(sp spareShare) bool { return !have(sp.num) })
+			}
+			if x < 0 && len(d.queue) == 0 {
+				x = slices.IndexFunc(d.spares, func(sp spareShare) bool { return !tried(sp.server, sp.num) })
+			}
+		}
 		var sp spareShare
 		if x >= 0 {
 			sp = d.spares[x]
@@ -586,11 +655,11 @@ func (d *download) spare(ctx context.Context, i uint64, in []*shareStream) (*sha
 		}
 		d.mu.Unlock()
 		if x >= 0 {
-			s := d.open(ctx, sp.server, sp.num, i)
+			s := d.open(ctx, sp.server, sp.num, i, 0)
 			if s == nil {
 				continue
 			}
-			if have(s.num) {
+			if have(s.num) && (!again || tried(s.server, s.num)) {
 				s.stop()
 				continue
 			}
@@ -620,13 +689,44 @@ func (d *download) drop(ctx context.Context, s *shareStream, err error) {
 	d.readFailed(s.server, err)
 }
 
-// stopAll stops every share's reads and waits for them to end.
+// stopGrace is how long the end of a download waits for the Reads in
+// flight to be answered before it cancels them.
+var stopGrace = 2 * time.Second
+
+// stopAll stops every share's reads and waits for the Reads in flight to
+// end: for stopGrace, so that their coins are settled as their answers
+// say, and then no longer: it cancels those of servers that do not
+// answer (a hostile server whose share was stopped mid-file), whose
+// coins stay reserved for them (Client.refreshReserved).
 func (d *download) stopAll() {
 	d.mu.Lock()
 	streams := slices.Clone(d.streams)
 	d.mu.Unlock()
 	for _, s := range streams {
 		s.stop()
+	}
+	grace := time.NewTimer(stopGrace)
+	defer grace.Stop()
+	for _, s := range streams {
+		if s.done == nil {
+			continue
+		}
+		select {
+		case <-s.done:
+			continue
+		case <-grace.C:
+		}
+		for _, s := range streams {
+			if s.cancel != nil {
+				s.cancel()
+			}
+		}
+		<-s.done
+	}
+	for _, s := range streams {
+		if s.cancel != nil {
+			s.cancel() // release the context
+		}
 	}
 }
 
@@ -660,8 +760,10 @@ type shareStream struct {
 	hash   hash.Hash // of the body so far, if read from its start and not checked whole
 	win    []byte    // fetched and not yet used, from pos
 	pos    int64     // share offset of win
-	// fetchAt is where the next window starts.
+	// fetchAt is where the next window starts; window is its length,
+	// doubling up to getWindow.
 	fetchAt int64
+	window  uint64
 	scratch []byte // a block split across two windows
 	// used: gave blocks to segments that opened; corrupt: found corrupt.
 	used, corrupt bool
@@ -669,6 +771,7 @@ type shareStream struct {
 	ahead   chan fetched
 	stopped chan struct{}
 	done    chan struct{}
+	cancel  context.CancelFunc // of the reads' context
 	once    sync.Once
 }
 
@@ -737,17 +840,20 @@ func (s *shareStream) start(ctx context.Context) {
 	s.ahead = make(chan fetched)
 	s.stopped = make(chan struct{})
 	s.done = make(chan struct{})
+	ctx, s.cancel = context.WithCancel(ctx)
 	d := s.d
 	go func() {
 		defer close(s.done)
 		defer close(s.ahead)
+		window := s.window
 		for off := uint64(s.fetchAt); off < d.size; {
 			select {
 			case <-s.stopped:
 				return
 			default:
 			}
-			length := min(getWindow, d.size-off)
+			length := min(window, d.size-off)
+			window = min(2*window, getWindow)
 			data, err := d.readAt(ctx, s.server, s.num, off, length)
 			if err == nil && uint64(len(data)) < length {
 				err = errShortShare
@@ -767,12 +873,15 @@ func (s *shareStream) start(ctx context.Context) {
 	}()
 }
 
-// stop ends the share's reads, once a Read in flight is answered.
+// stop ends the share's reads: a Read in flight ends on its own (its
+// coins settled as its answer says) and nothing more is read. It does
+// not wait for that Read: a hostile server that never answers it would
+// hold the download up for the call's time and retries (stopAll, at the
+// end, waits).
 func (s *shareStream) stop() {
 	s.once.Do(func() {
 		if s.stopped != nil {
 			close(s.stopped)
-			<-s.done
 		}
 		s.win, s.scratch = nil, nil
 	})

@@ -175,12 +175,13 @@ func (d *download) callBill(u protocol.Usage) *callBill {
 
 // checkLimit refuses to pay amount to server if it is above the most the
 // call may cost: its limit (an upload's, from the ceiling) or its
-// ceiling (a download's). A nil bill has no limit.
+// ceiling (a download's), either of which may be 0. A nil bill has no
+// limit.
 func (b *callBill) checkLimit(server peer.ID, amount uint64, unit string) error {
 	if b == nil {
 		return nil
 	}
-	if b.limit > 0 && amount > b.limit {
+	if b.limited && amount > b.limit {
 		return &aboveCeilingError{server: server, asked: amount, limit: b.limit, unit: unit}
 	}
 	if cc := b.ceiling; cc != nil && amount > cc.limit {

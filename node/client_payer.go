@@ -82,8 +82,12 @@ func (b *opBill) total() uint64 {
 // callBill travels in the context of one paid call: the operation it
 // belongs to, the most it may pay, and what it paid.
 type callBill struct {
-	op    *opBill
-	limit uint64 // 0: no limit but the budgets
+	op *opBill
+	// limit, if limited, is the most the call may pay (an upload's, from
+	// the ceiling): 0 pays nothing. A call not limited has no bound but
+	// the budgets and ceiling.
+	limit   uint64
+	limited bool
 	// ceiling, if not nil, is the market's ceiling on the call (a
 	// download's, client_history.go), which applies even at 0.
 	ceiling *callCeiling

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
+	"math/bits"
 	"os"
 	"slices"
 	"sort"
@@ -722,15 +724,17 @@ func (p *pass) end() {
 // place allocates t's shares on its server, paying at most t.limit a
 // share, then writes the chunks of the pass that reach it and closes each
 // share after its header. It returns the shares the server holds.
-func (u *upload) place(ctx context.Context, p *pass, t *target) ([]uint32, error) {
+func (u *upload) place(ctx context.Context, p *pass, t *target) (_ []uint32, err error) {
 	c := u.c
 	server, nums := t.server, t.nums
 	usage := u.usage
 	usage.StoreBytes *= uint64(len(nums))
 	usage.WriteBytes *= uint64(len(nums))
-	b := &callBill{op: u.bill, limit: t.limit * uint64(len(nums))}
+	// A limit of 0 (a ceiling of 0: servers that announce free
+	// storage) pays nothing, whatever they ask once called.
+	b := &callBill{op: u.bill, limit: satMul(t.limit, uint64(len(nums))), limited: true}
 	var resp *pb.AllocateResponse
-	err := c.paidCall(ctx, server, "allocate", usage, b, func(ctx context.Context) (err error) {
+	err = c.paidCall(ctx, server, "allocate", usage, b, func(ctx context.Context) (err error) {
 		resp, err = c.storage.Allocate(ctx, server, &pb.Allocate{StorageIndex: u.si[:], ShareNumbers: nums,
 			AllocatedSize: u.size, LeaseSeconds: u.lease})
 		return err
@@ -749,19 +753,36 @@ func (u *upload) place(ctx context.Context, p *pass, t *target) ([]uint32, error
 		return nil, err
 	}
 	u.addCall(cr)
-	c.market.Served(server)
+	// Every upload has a fresh key, so no server holds a share of it
+	// before it is written (already_have), nor does anyone else write
+	// one (a share in neither list): a server that answers so took the
+	// allocation's coins for shares it will not store. Those shares go
+	// elsewhere, and the server is scored for it.
 	var placed []uint32
-	for _, n := range resp.AlreadyHave {
-		if slices.Contains(nums, n) {
-			placed = append(placed, n)
-		}
-	}
 	writing := make(map[uint32]bool)
 	for _, n := range resp.Allocated {
-		if slices.Contains(nums, n) && !slices.Contains(placed, n) {
+		if slices.Contains(nums, n) && !slices.Contains(resp.AlreadyHave, n) {
 			writing[n] = true
 		}
 	}
+	var lie error
+	if len(writing) < len(nums) {
+		lie = fmt.Errorf("client: the server allocated %d of the %d shares of a new file it was paid for (and says it holds %d)",
+			len(writing), len(nums), len(resp.AlreadyHave))
+		c.scores.Report(server, pricing.EventCoinsTaken)
+		c.log.Warn("a server did not allocate the shares of a new file it was paid for", "server", server, "err", lie)
+	} else {
+		c.market.Served(server)
+	}
+	// The allocation paid for writing its shares: a server that does not
+	// take them (a Write or Close refused, or not answered) took the
+	// coins without service, whether it failed or it lies; otherwise
+	// every upload that reaches it would pay it again.
+	defer func() {
+		if err != nil && err != lie && ctx.Err() == nil {
+			c.scores.Report(server, pricing.EventCoinsTaken)
+		}
+	}()
 	// Up to putInFlight Writes at a time; a share's header waits for
 	// its body, and its Close for its header.
 	var (
@@ -841,6 +862,9 @@ func (u *upload) place(ctx context.Context, p *pass, t *target) ([]uint32, error
 	if err := failed(); err != nil {
 		return placed, err
 	}
+	if lie != nil {
+		return placed, lie
+	}
 	return placed, ctx.Err()
 }
 
@@ -918,6 +942,15 @@ func (c *Client) observeCall(op string, server peer.ID, err error, b *callBill) 
 			c.scores.Report(server, pricing.EventTimeout)
 		}
 	}
+}
+
+// satMul returns a·b, or 2^64 − 1 if that overflows.
+func satMul(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	return lo
 }
 
 func (b *callBill) costOrZero() (paid, unknown uint64) {

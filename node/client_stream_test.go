@@ -82,7 +82,10 @@ func TestClientStreamGet(t *testing.T) {
 	smallWindows(t)
 	ctx := cgCtx(t)
 	g, hooks := newDiskGrid(t, 10)
-	c := g.client("", nil)
+	// One server at a time, in ring order: the first three hold the data
+	// shares, which the checks below expect the download to use (with
+	// several at once, whichever answer first).
+	c := g.client("", func(cfg *ClientConfig) { cfg.DownloadParallelism = 1 })
 	_, err := c.Fund(ctx, g.voucher(1_000_000), 0)
 	require.NoError(t, err)
 	// 16 segments; the last has 1,234 bytes, sealed 1,250: blocks of 417
@@ -198,6 +201,14 @@ func TestClientStreamPut(t *testing.T) {
 	}
 	for name, src := range sources {
 		t.Run(name, func(t *testing.T) {
+			// A client of its own: the server that fails a write below is
+			// penalised by it.
+			dir := t.TempDir()
+			c := g.client(dir, func(cfg *ClientConfig) { cfg.Happy = 7 })
+			_, err := c.Fund(ctx, g.voucher(2_000_000), 0)
+			require.NoError(t, err)
+			spool := filepath.Join(dir, ClientSpoolDir)
+
 			// A stale spool file, as a crash leaves one, goes at the next
 			// upload; the upload's own leaves nothing behind.
 			require.NoError(t, os.MkdirAll(spool, 0o700))
@@ -258,6 +269,7 @@ func TestClientStreamPut(t *testing.T) {
 			require.NotNil(t, writeErr, "a write failed")
 			require.Equal(t, ring[4].String(), writeErr.Server)
 			require.Equal(t, []int{4}, writeErr.Shares)
+			require.True(t, c.scores.Penalised(ring[4]), "paid to store share 4, it did not: coins taken without service")
 			for _, sh := range rep.Shares {
 				if sh.Share == 4 {
 					require.Equal(t, ring[10].String(), sh.Server, "share 4 moved to the next server of the ring")

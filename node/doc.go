@@ -73,10 +73,18 @@
 //   - [Client.Put] encrypts and erasure-codes a file (node/files), places
 //     its N shares on the first servers of its permuted ring that the
 //     market accepts, at least happy of them distinct, and returns the
-//     capability and a report;
+//     capability and a report; a server paid for an allocation that it
+//     does not make (or says it holds shares of the new file already,
+//     which no server can), or whose shares it then does not take, is
+//     scored for coins taken without service and its shares go
+//     elsewhere;
 //   - [Client.Get] walks the whole ring, DownloadParallelism servers at a
 //     time, until k shares check out; a corrupt share is reported to its
-//     server, scores it down and is fetched elsewhere;
+//     server, scores it down and is fetched elsewhere. A share a server
+//     lists twice is read once; a server's word on a share's number is
+//     checked with the segments (a share stopped part-way is not), so
+//     blocks of one number from several servers are candidates for it,
+//     and spares start with a window of one block;
 //   - housekeeping, every Tick, reconnects servers and refreshes their
 //     prices, resumes swaps a crash interrupted, swaps the bearer coins of
 //     calls that never got an answer (after RefreshAfter), tops up
@@ -88,8 +96,12 @@
 // (the ceiling and when it was last computed, the servers' prices and the
 // calls they served, their scores; pricing.History) in [ClientMarketFile]
 // on every tick and at Close, and restores it at start, so the ceiling
-// rises at most 10 % a day across sessions and a penalised server stays
-// penalised. A file it cannot use is logged and ignored. Once the market
+// rises at most 10 % a day across sessions (a day away counts as a day)
+// and a penalised server stays penalised. Calls served count toward a
+// server's weight in the ceiling only when they deliver: allocations
+// made, shares whose header or whole body checks out, not Lists, which
+// anyone can answer. A limit of 0 (a ceiling of 0: free announcements)
+// pays nothing. A file it cannot use is logged and ignored. Once the market
 // has history (an earlier session's, or a day of this one), a download
 // pays no server more than the ceiling's price of the call plus the
 // premium, unless a download budget allows it; before, it may spend at

@@ -48,7 +48,13 @@
 // [NewShareHash]. Every plaintext it returns is authentic, but a caller
 // that writes it out as it comes has written the segments before one
 // that fails; [Decoder.Search] finds which blocks of a segment that does
-// not open are corrupt, given more shares' blocks.
+// not open are corrupt, given more shares' blocks. A header's share
+// number is authenticated only with the share's whole body, so a server
+// may pass one share, or garbage, off as any other:
+// [Decoder.SearchAmong] takes several candidate blocks for one share and
+// finds the genuine ones. Both try every choice of k blocks when there
+// are few enough (4,096), and choices drawn at random otherwise, so that
+// corrupt blocks cannot stand where a fixed order tries them first.
 //
 // The byte layout is in SPEC.md §10.
 //

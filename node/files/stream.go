@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	mrand "math/rand/v2"
+	"slices"
 
 	"github.com/klauspost/reedsolomon"
 )
@@ -386,56 +388,140 @@ func (d *Decoder) open(i uint64, blocks [][]byte, use []int) ([]byte, error) {
 // (k+1 find one corrupt block), it tries k of them at a time until the
 // segment opens, codes the segment again, and returns its plaintext (valid
 // until the next call) and the numbers of the shares whose block given
-// differs: those shares are corrupt. It fails with [ErrDecrypt] if no k
-// of the blocks open the segment (after at most 4,096 tries), and as
-// Segment does for blocks it refuses.
+// differs: those shares are corrupt. It fails as [Decoder.SearchAmong]
+// does.
 func (d *Decoder) Search(i uint64, blocks [][]byte) (plain []byte, bad []int, err error) {
 	if err := d.check(i, blocks); err != nil {
 		return nil, nil, err
 	}
-	var present []int
+	var cands []Candidate
 	for j, b := range blocks {
 		if b != nil {
-			present = append(present, j)
+			cands = append(cands, Candidate{Num: j, Block: b})
+		}
+	}
+	plain, badIdx, err := d.SearchAmong(i, cands)
+	for _, x := range badIdx {
+		bad = append(bad, cands[x].Num)
+	}
+	return plain, bad, err
+}
+
+// Candidate is a block given as block i of share Num.
+type Candidate struct {
+	Num   int
+	Block []byte
+}
+
+// SearchAmong is [Decoder.Search] over candidates, several of which may
+// be given as the same share's block (by several servers, all but one
+// lying): it tries k candidates of distinct shares at a time until the
+// segment opens, and returns its plaintext (valid until the next call)
+// and the indices in cands of the candidates that differ from the
+// segment coded again: those are corrupt. A server's word on which share
+// it sends is not authenticated before the share's whole body is read
+// (SPEC.md §10), so a reader that streams a share cannot tell which of
+// two blocks given as one share's is genuine but by opening the segment.
+//
+// It tries every choice of k candidates if there are at most 4,096 ways
+// to choose k of them, and otherwise 4,096 choices drawn at random:
+// corrupt candidates cannot place themselves where an order of the
+// choices would try them first (the lowest-numbered shares, which a
+// reader uses first, say). It fails with [ErrDecrypt] if no choice tried
+// opens the segment, with [ErrNotEnoughShares] if fewer than k shares
+// have candidates, and with [ErrShareMismatch] for a candidate of the
+// wrong length or share number.
+func (d *Decoder) SearchAmong(i uint64, cands []Candidate) (plain []byte, bad []int, err error) {
+	if i >= d.m {
+		return nil, nil, fmt.Errorf("files: segment %d of %d", i, d.m)
+	}
+	_, bl := d.c.BlockRange(i)
+	var nums []int
+	for x, c := range cands {
+		if c.Num < 0 || c.Num >= d.n || len(c.Block) != bl {
+			return nil, nil, fmt.Errorf("%w: candidate %d of segment %d: share %d, %d bytes, want %d", ErrShareMismatch, x, i, c.Num, len(c.Block), bl)
+		}
+		if !slices.Contains(nums, c.Num) {
+			nums = append(nums, c.Num)
 		}
 	}
 	k := d.k
-	if len(present) < k {
-		return nil, nil, fmt.Errorf("%w: %d blocks of segment %d, %d needed", ErrNotEnoughShares, len(present), i, k)
+	if len(nums) < k {
+		return nil, nil, fmt.Errorf("%w: blocks of %d shares of segment %d, %d needed", ErrNotEnoughShares, len(nums), i, k)
 	}
 	idx := make([]int, k)
 	for x := range idx {
 		idx[x] = x
 	}
-	use := make([]int, k)
+	all := choicesAtMost(len(cands), k, maxSearch)
+	pick := make([]int, len(cands))
+	for x := range pick {
+		pick[x] = x
+	}
+	blocks := make([][]byte, d.n)
+	use := make([]int, 0, k)
 	for range maxSearch {
-		for x, p := range idx {
-			use[x] = present[p]
-		}
-		plain, err := d.open(i, blocks, use)
-		if err == nil {
-			if d.coder == nil {
-				d.coder = newBlockCoder(k, d.n, d.rs)
-			}
-			coded, err := d.coder.Blocks(d.sealed)
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, j := range present {
-				if !bytes.Equal(blocks[j], coded[j]) {
-					bad = append(bad, j)
+		clear(blocks)
+		use = use[:0]
+		if all {
+			for _, x := range idx {
+				if c := cands[x]; blocks[c.Num] == nil {
+					blocks[c.Num] = c.Block
+					use = append(use, c.Num)
 				}
 			}
-			return plain, bad, nil
+		} else {
+			// k candidates of distinct shares at random: a partial
+			// Fisher–Yates shuffle, passing over shares taken.
+			for x := 0; x < len(pick) && len(use) < k; x++ {
+				y := x + mrand.IntN(len(pick)-x)
+				pick[x], pick[y] = pick[y], pick[x]
+				if c := cands[pick[x]]; blocks[c.Num] == nil {
+					blocks[c.Num] = c.Block
+					use = append(use, c.Num)
+				}
+			}
 		}
-		if !errors.Is(err, ErrDecrypt) {
-			return nil, nil, err
+		if len(use) == k { // else two candidates of one share: no choice
+			plain, err := d.open(i, blocks, use)
+			if err == nil {
+				if d.coder == nil {
+					d.coder = newBlockCoder(k, d.n, d.rs)
+				}
+				coded, err := d.coder.Blocks(d.sealed)
+				if err != nil {
+					return nil, nil, err
+				}
+				for x, c := range cands {
+					if !bytes.Equal(c.Block, coded[c.Num]) {
+						bad = append(bad, x)
+					}
+				}
+				return plain, bad, nil
+			}
+			if !errors.Is(err, ErrDecrypt) {
+				return nil, nil, err
+			}
 		}
-		if !nextCombination(idx, len(present)) {
+		if all && !nextCombination(idx, len(cands)) {
 			break
 		}
 	}
-	return nil, nil, fmt.Errorf("%w: segment %d: no %d of the %d blocks given open it", ErrDecrypt, i, k, len(present))
+	return nil, nil, fmt.Errorf("%w: segment %d: no %d of the %d blocks given open it", ErrDecrypt, i, k, len(cands))
+}
+
+// choicesAtMost reports whether there are at most max ways to choose k
+// of n.
+func choicesAtMost(n, k, max int) bool {
+	k = min(k, n-k)
+	c := 1
+	for x := 1; x <= k; x++ {
+		c = c * (n - k + x) / x // exact: c is a binomial coefficient
+		if c > max {
+			return false
+		}
+	}
+	return true
 }
 
 // nextCombination advances idx, a strictly increasing choice from 0..n-1,
