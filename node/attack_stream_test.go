@@ -409,7 +409,10 @@ func TestAttackGetStopWaits(t *testing.T) {
 	smallWindows(t)
 	ctx := cgCtx(t)
 	g, hooks := newDiskGrid(t, 10)
-	c := g.client("", func(cfg *ClientConfig) { cfg.Retries = 0 })
+	// One server asked at a time: the ring's first three holders (shares
+	// 0, 1, 2, placed in ring order) are the ones read, share 1 among
+	// them, whatever the load.
+	c := g.client("", func(cfg *ClientConfig) { cfg.Retries, cfg.DownloadParallelism = 0, 1 })
 	_, err := c.Fund(ctx, g.voucher(1_000_000), 0)
 	require.NoError(t, err)
 	data := cgRandom(t, 12*files.SegmentSize)
