@@ -400,22 +400,29 @@ func (j *swapJournal) pubs() ([][32]byte, error) {
 	return out, nil
 }
 
-func (c *Client) journalPath(id []byte) string {
-	return filepath.Join(c.cfg.Dir, clientSwapDir, hex.EncodeToString(id)+".json")
+// journalPath is the journal entry of request id in the client
+// directory's subdirectory dir (clientSwapDir, clientRecoupDir).
+func (c *Client) journalPath(dir string, id []byte) string {
+	return filepath.Join(c.cfg.Dir, dir, hex.EncodeToString(id)+".json")
 }
 
-func (c *Client) writeJournal(j *swapJournal) error {
-	if err := os.MkdirAll(filepath.Join(c.cfg.Dir, clientSwapDir), 0o700); err != nil {
+// writeJournalIn writes j, durably, as an entry of dir.
+func (c *Client) writeJournalIn(dir string, j *swapJournal) error {
+	if err := os.MkdirAll(filepath.Join(c.cfg.Dir, dir), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(c.journalPath(j.RequestID), clientJSON(j), 0o600)
+	return writeFileAtomic(c.journalPath(dir, j.RequestID), clientJSON(j), 0o600)
 }
 
-func (c *Client) deleteJournal(j *swapJournal) {
-	if err := os.Remove(c.journalPath(j.RequestID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		c.log.Error("removing a swap journal entry", "err", err)
+// deleteJournalIn removes the entry of j from dir.
+func (c *Client) deleteJournalIn(dir string, j *swapJournal) {
+	if err := os.Remove(c.journalPath(dir, j.RequestID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Error("removing a journal entry", "journal", dir, "err", err)
 	}
 }
+
+func (c *Client) writeJournal(j *swapJournal) error { return c.writeJournalIn(clientSwapDir, j) }
+func (c *Client) deleteJournal(j *swapJournal)      { c.deleteJournalIn(clientSwapDir, j) }
 
 func (c *Client) readJournals() ([]*swapJournal, error) {
 	ents, err := os.ReadDir(filepath.Join(c.cfg.Dir, clientSwapDir))

@@ -323,22 +323,11 @@ func (c *Client) recoupIfRevoked(ctx context.Context) error {
 	return err
 }
 
-func (c *Client) recoupJournalPath(id []byte) string {
-	return filepath.Join(c.cfg.Dir, clientRecoupDir, hex.EncodeToString(id)+".json")
-}
-
 func (c *Client) writeRecoupJournal(j *swapJournal) error {
-	if err := os.MkdirAll(filepath.Join(c.cfg.Dir, clientRecoupDir), 0o700); err != nil {
-		return err
-	}
-	return writeFileAtomic(c.recoupJournalPath(j.RequestID), clientJSON(j), 0o600)
+	return c.writeJournalIn(clientRecoupDir, j)
 }
 
-func (c *Client) deleteRecoupJournal(j *swapJournal) {
-	if err := os.Remove(c.recoupJournalPath(j.RequestID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		c.log.Error("removing a recoup journal entry", "err", err)
-	}
-}
+func (c *Client) deleteRecoupJournal(j *swapJournal) { c.deleteJournalIn(clientRecoupDir, j) }
 
 // readRecoupJournals returns the recoups of the journal. An entry that
 // does not parse is logged and left in place, and the others are

@@ -343,11 +343,21 @@ func (c *MintClient) Deposit(ctx context.Context, items []coin.Item) ([]DepositR
 		return nil, err
 	}
 	r := resp.GetDeposit()
-	if r == nil || len(r.Results) != len(items) {
+	if r == nil {
 		return nil, mintMalformed("deposit results")
 	}
-	out := make([]DepositResult, len(items))
-	for i, res := range r.Results {
+	return parseMintDepositResults(r.Results, len(items), "deposit")
+}
+
+// parseMintDepositResults parses the n verdicts of a Deposit or Recoup
+// answer.
+func parseMintDepositResults(rs []*pb.DepositResult, n int, what string) ([]DepositResult, error) {
+	if len(rs) != n {
+		return nil, mintMalformed("%s results", what)
+	}
+	out := make([]DepositResult, n)
+	for i, res := range rs {
+		var err error
 		if out[i], err = parseMintDepositResult(res); err != nil {
 			return nil, err
 		}

@@ -231,14 +231,8 @@ func (c *MintClient) Recoup(ctx context.Context, body []byte, spends []*coin.Spe
 		return nil, err
 	}
 	r := resp.GetRecoup()
-	if r == nil || len(r.Results) != len(spends) {
+	if r == nil {
 		return nil, mintMalformed("recoup results")
 	}
-	out := make([]DepositResult, len(spends))
-	for i, res := range r.Results {
-		if out[i], err = parseMintDepositResult(res); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return parseMintDepositResults(r.Results, len(spends), "recoup")
 }

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
-	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -91,57 +91,10 @@ func (w *Wallet) RecoupProof(c *coin.Coin, nonce, r0, r1 [32]byte) (coin.RecoupP
 // spends; any other reuse of the request ID fails with
 // [ErrRequestConflict].
 func (w *Wallet) ReserveRecoup(ctx context.Context, requestID []byte, digest [32]byte, pubs [][32]byte) ([]*coin.Spend, error) {
-	server := w.mint.Peer
-	if err := checkPayment(server, requestID); err != nil {
-		return nil, err
-	}
-	if len(pubs) == 0 || len(pubs) > MaxSpends {
-		return nil, fmt.Errorf("%w: %d coins in one recoup", ErrInvalid, len(pubs))
-	}
-	for i := range pubs {
-		if slices.Contains(pubs[:i], pubs[i]) {
-			return nil, fmt.Errorf("%w: a coin listed twice", ErrInvalid)
+	return w.reserveAtMint(ctx, requestID, digest, pubs, "recoup", func(_ *bolt.Bucket, r *coinRecord, _ time.Time) error {
+		if r.state != Unspent && r.state != Bound {
+			return fmt.Errorf("%w: coin %s", ErrUnavailable, r.state)
 		}
-	}
-	var spends []*coin.Spend
-	err := w.update(ctx, func(tx *bolt.Tx) error {
-		now := w.now()
-		reqs, coins := tx.Bucket(bucketRequests), tx.Bucket(bucketCoins)
-		if v := reqs.Get(requestID); v != nil {
-			var err error
-			spends, err = w.replay(coins, v, server, requestID, digest, nil)
-			if err == nil && !samePubs(spends, pubs) {
-				err = fmt.Errorf("%w: other coins", ErrRequestConflict)
-			}
-			return err
-		}
-		picked := make([]*coinRecord, len(pubs))
-		var price uint64
-		for i, pub := range pubs {
-			v := coins.Get(pub[:])
-			if v == nil {
-				return fmt.Errorf("%w: unknown coin", ErrUnavailable)
-			}
-			r, err := parseCoinRecord(v)
-			if err != nil {
-				return err
-			}
-			ks, known := w.Keyset(r.coin.KeysetID)
-			if !known || !ks.Open(coin.WindowDeposit, now) {
-				return fmt.Errorf("%w: keyset outside its deposit window", ErrUnavailable)
-			}
-			if r.state != Unspent && r.state != Bound {
-				return fmt.Errorf("%w: coin %s", ErrUnavailable, r.state)
-			}
-			picked[i] = r
-			price += r.coin.Amount
-		}
-		var err error
-		spends, err = w.reserve(tx, picked, server, requestID, digest, price, now)
-		return err
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return spends, nil
 }

@@ -208,12 +208,39 @@ func (w *Wallet) Reserve(ctx context.Context, server, requestID []byte, digest [
 // also fails with [ErrUnavailable]. A failed call changes nothing.
 // Idempotence is as for [Wallet.Reserve].
 func (w *Wallet) ReserveSwap(ctx context.Context, requestID []byte, digest [32]byte, pubs [][32]byte) ([]*coin.Spend, error) {
+	return w.reserveAtMint(ctx, requestID, digest, pubs, "swap", func(reqs *bolt.Bucket, r *coinRecord, now time.Time) error {
+		if r.coin.Designated != ([32]byte{}) {
+			// The mint swaps bearer coins only: a designated coin is
+			// redeemable by its server alone.
+			return fmt.Errorf("%w: a designated coin cannot be swapped", ErrUnavailable)
+		}
+		switch r.state {
+		case Unspent, Bound:
+		case Reserved:
+			if bytes.Equal(r.server, w.mint.Peer) {
+				return fmt.Errorf("%w: coin already in a swap", ErrUnavailable)
+			}
+			return detach(reqs, r.request, r.coin.Pub, now)
+		default:
+			return fmt.Errorf("%w: coin %s", ErrUnavailable, r.state)
+		}
+		return nil
+	})
+}
+
+// reserveAtMint reserves the coins pubs for request requestID at the mint
+// (a swap or a recoup, named what): each must be known, of a keyset
+// inside its deposit window, and pass take, which may change the state
+// of the other records in the transaction (detach). Idempotence is as
+// for [Wallet.Reserve].
+func (w *Wallet) reserveAtMint(ctx context.Context, requestID []byte, digest [32]byte, pubs [][32]byte, what string,
+	take func(reqs *bolt.Bucket, r *coinRecord, now time.Time) error) ([]*coin.Spend, error) {
 	server := w.mint.Peer
 	if err := checkPayment(server, requestID); err != nil {
 		return nil, err
 	}
 	if len(pubs) == 0 || len(pubs) > MaxSpends {
-		return nil, fmt.Errorf("%w: %d coins in one swap", ErrInvalid, len(pubs))
+		return nil, fmt.Errorf("%w: %d coins in one %s", ErrInvalid, len(pubs), what)
 	}
 	for i := range pubs {
 		if slices.Contains(pubs[:i], pubs[i]) {
@@ -247,22 +274,8 @@ func (w *Wallet) ReserveSwap(ctx context.Context, requestID []byte, digest [32]b
 			if !known || !ks.Open(coin.WindowDeposit, now) {
 				return fmt.Errorf("%w: keyset outside its deposit window", ErrUnavailable)
 			}
-			if r.coin.Designated != ([32]byte{}) {
-				// The mint swaps bearer coins only: a designated coin is
-				// redeemable by its server alone.
-				return fmt.Errorf("%w: a designated coin cannot be swapped", ErrUnavailable)
-			}
-			switch r.state {
-			case Unspent, Bound:
-			case Reserved:
-				if bytes.Equal(r.server, server) {
-					return fmt.Errorf("%w: coin already in a swap", ErrUnavailable)
-				}
-				if err := detach(reqs, r.request, pub, now); err != nil {
-					return err
-				}
-			default:
-				return fmt.Errorf("%w: coin %s", ErrUnavailable, r.state)
+			if err := take(reqs, r, now); err != nil {
+				return err
 			}
 			picked[i] = r
 			price += r.coin.Amount
