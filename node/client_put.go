@@ -871,7 +871,8 @@ func (u *upload) place(ctx context.Context, p *pass, t *target) (_ []uint32, err
 // paidCall runs fn, a paid call to server with the given usage, with bill
 // b in its context. A server that refuses bearer coins (RATE_LIMITED:
 // too much undeposited bearer value) gets coins designated to it, swapped
-// at the mint, and the call is made once more.
+// at the mint, and the call is made once more; so does a server that
+// refuses coins of a revoked keyset, once they are recouped.
 func (c *Client) paidCall(ctx context.Context, server peer.ID, op string, usage protocol.Usage, b *callBill, fn func(ctx context.Context) error) error {
 	// Reach the server before paying: coins reserved for a request that
 	// never left would wait for a refresh.
@@ -888,6 +889,16 @@ func (c *Client) paidCall(ctx context.Context, server peer.ID, op string, usage 
 			} else {
 				c.log.Info("no designated coins for a rate-limited server", "server", server, "err", terr)
 			}
+		}
+	}
+	if errors.Is(err, protocol.ErrRevokedKeyset) {
+		// The mint has revoked the keyset of the coins paid with, and
+		// the server knows it before the housekeeping did: recoup them
+		// for coins of the new keyset, and pay again.
+		if _, rerr := c.Recoup(ctx); rerr != nil {
+			c.log.Info("recouping after a server refused coins of a revoked keyset", "server", server, "err", rerr)
+		} else {
+			err = fn(ctx)
 		}
 	}
 	c.observeCall(op, server, err, b)

@@ -184,3 +184,39 @@ func TestClientRecoupResume(t *testing.T) {
 	require.Equal(t, value, acct.Value, "credited once")
 	require.Zero(t, acct.Remaining)
 }
+
+// TestClientRecoupOnRefusal: the mint revokes the keyset of a funded
+// wallet and the servers learn it before the client's housekeeping does.
+// The next upload is refused REVOKED_KEYSET by the first server it pays;
+// the client recoups its coins then and there, pays again with coins of
+// the new keyset, and the upload succeeds with no value lost.
+func TestClientRecoupOnRefusal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, admin, servers, cfg := recoupGrid(t)
+	c := startClient(t, cfg, len(servers))
+	voucher, err := admin.NewVoucher(ctx, "", 100_000)
+	require.NoError(t, err)
+	_, err = c.Fund(ctx, voucher, 0)
+	require.NoError(t, err)
+	old := c.Wallet().Keysets()[0].ID()
+	require.NoError(t, admin.RevokeKeyset(ctx, old))
+	for _, s := range servers {
+		require.NoError(t, s.RefreshKeysets(ctx))
+	}
+
+	data := make([]byte, 20_000)
+	rand.Read(data)
+	_, rep, err := c.Put(ctx, bytes.NewReader(data))
+	require.NoError(t, err)
+	b, err := c.Wallet().Balance(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(100_000), b.Unspent+b.Reserved+b.Bound+rep.Total, "withdrawn = held + paid")
+	coins, err := c.Wallet().Coins(ctx)
+	require.NoError(t, err)
+	for _, ci := range coins {
+		if ci.State == wallet.Unspent {
+			require.NotEqual(t, old, ci.Coin.KeysetID, "unspent coins are of the new keyset")
+		}
+	}
+}
