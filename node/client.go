@@ -220,10 +220,13 @@ type Client struct {
 	// that change made for one payment is not taken by another.
 	mintMu sync.Mutex
 
-	mu        sync.Mutex
-	servers   map[peer.ID]*clientServer
-	order     []peer.ID // as announced
-	revoked   map[[32]byte]bool
+	mu      sync.Mutex
+	servers map[peer.ID]*clientServer
+	order   []peer.ID // as announced
+	revoked map[[32]byte]bool
+	// refusedAt is when a server's REVOKED_KEYSET last made the client
+	// read the mint's keysets (recoupAfterRefusal).
+	refusedAt time.Time
 	mintAddrs []ma.Multiaddr // as last announced
 	changed   chan struct{}  // closed and replaced when a server's state changes
 	closed    bool

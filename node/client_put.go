@@ -895,9 +895,7 @@ func (c *Client) paidCall(ctx context.Context, server peer.ID, op string, usage 
 		// The mint has revoked the keyset of the coins paid with, and
 		// the server knows it before the housekeeping did: recoup them
 		// for coins of the new keyset, and pay again.
-		if _, rerr := c.Recoup(ctx); rerr != nil {
-			c.log.Info("recouping after a server refused coins of a revoked keyset", "server", server, "err", rerr)
-		} else {
+		if c.recoupAfterRefusal(ctx, server) {
 			err = fn(ctx)
 		}
 	}

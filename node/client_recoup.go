@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/scripnet/scrip/coin"
@@ -321,6 +323,48 @@ func (c *Client) recoupIfRevoked(ctx context.Context) error {
 			"refused", res.Refused, "withdrawn", res.Withdrawn, "unit", res.Unit)
 	}
 	return err
+}
+
+// refusalEvery is the least time between two readings of the mint's
+// keysets caused by servers' REVOKED_KEYSET answers: a server may say it
+// falsely, and the mint is not to be asked for each call.
+const refusalEvery = 10 * time.Second
+
+// recoupAfterRefusal is the answer to a server that refused the client's
+// coins as REVOKED_KEYSET: it reads the mint's keysets (at most once per
+// refusalEvery) and, if the wallet holds coins of a keyset the mint has
+// revoked, recoups them. It reports whether the call is worth paying
+// again: the mint has revoked a keyset, and the wallet's coins of it are
+// recouped.
+func (c *Client) recoupAfterRefusal(ctx context.Context, server peer.ID) bool {
+	c.mu.Lock()
+	recent := time.Since(c.refusedAt) < refusalEvery
+	if !recent {
+		c.refusedAt = time.Now()
+	}
+	c.mu.Unlock()
+	if !recent {
+		if err := c.loadKeysets(ctx); err != nil {
+			c.log.Info("reading the mint's keysets after a server refused coins of a revoked keyset", "server", server, "err", err)
+			return false
+		}
+	}
+	revoked := c.revokedKeysets()
+	if len(revoked) == 0 {
+		return false // the mint revoked nothing: the server's word is wrong
+	}
+	for _, id := range revoked {
+		if rc, err := c.wallet.Recoupable(ctx, id); err == nil && len(rc) > 0 {
+			if _, err := c.Recoup(ctx); err != nil {
+				c.log.Info("recouping after a server refused coins of a revoked keyset", "server", server, "err", err)
+				return false
+			}
+			break
+		}
+	}
+	// Recouped now, or by a concurrent call: the wallet's coins are of
+	// keysets still good.
+	return true
 }
 
 func (c *Client) writeRecoupJournal(j *swapJournal) error {

@@ -220,3 +220,57 @@ func TestClientRecoupOnRefusal(t *testing.T) {
 		}
 	}
 }
+
+// TestClientRecoupFalseRefusal: a server that answers REVOKED_KEYSET for
+// coins the mint has not revoked gets no retry and starts no recoup; the
+// client reads the mint's keysets once for it, and the upload goes on
+// with the other servers.
+func TestClientRecoupFalseRefusal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m, admin, servers, cfg := recoupGrid(t)
+	cfg.Happy = 1
+	c := startClient(t, cfg, len(servers))
+	voucher, err := admin.NewVoucher(ctx, "", 100_000)
+	require.NoError(t, err)
+	_, err = c.Fund(ctx, voucher, 0)
+	require.NoError(t, err)
+	ks := c.Wallet().Keysets()[0].ID()
+	liar := servers[0]
+	liar.keysets.list.Revoke(ks) // it alone believes the keyset revoked
+
+	keysetCalls := func() float64 {
+		mfs, err := m.Registry().Gather()
+		require.NoError(t, err)
+		var n float64
+		for _, mf := range mfs {
+			if mf.GetName() != "scrip_mint_calls_total" {
+				continue
+			}
+			for _, mt := range mf.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "op" && l.GetValue() == "keysets" {
+						n += mt.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return n
+	}
+	before := keysetCalls()
+	for range 3 {
+		data := make([]byte, 5_000)
+		rand.Read(data)
+		_, _, err := c.Put(ctx, bytes.NewReader(data))
+		require.NoError(t, err)
+	}
+	// Once by the client, for the liar's word; once by the liar itself
+	// (its keyset-miss refresh), never per call.
+	require.LessOrEqual(t, keysetCalls()-before, 2.0, "the mint's keysets are read at most twice in three uploads")
+	js, err := c.readRecoupJournals()
+	require.NoError(t, err)
+	require.Empty(t, js)
+	rc, err := c.Wallet().Recoupable(ctx, ks)
+	require.NoError(t, err)
+	require.NotEmpty(t, rc, "no coin was recouped")
+}
