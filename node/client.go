@@ -18,7 +18,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -524,14 +523,15 @@ func (c *Client) isClosed() bool {
 func (c *Client) loadKeysets(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
+	dctx := ctx
 	if c.host.Network().Connectedness(c.mintAI.ID) != network.Connected {
 		// A mint that restarted is dialled again now, not after the
-		// swarm's backoff for its failed dials.
-		if sw, ok := c.host.Network().(*swarm.Swarm); ok {
-			sw.Backoff().Clear(c.mintAI.ID)
-		}
+		// swarm's backoff for its failed dials (as protocol.PaidClient
+		// retries do). Only when not connected: a forced dial opens a
+		// new connection.
+		dctx = network.WithForceDirectDial(ctx, "scrip: reading the mint's keysets")
 	}
-	if err := c.host.Connect(ctx, peer.AddrInfo{ID: c.mintAI.ID}); err != nil {
+	if err := c.host.Connect(dctx, peer.AddrInfo{ID: c.mintAI.ID}); err != nil {
 		return c.mintErr(err)
 	}
 	pub, err := c.mint.Keysets(ctx)

@@ -271,7 +271,7 @@ func (d *download) notEnough(found int) error {
 	if err := d.failed(); err != nil {
 		return err
 	}
-	if err := d.priceFailure(found, d.capab.K); err != nil {
+	if err := d.priceFailure(found); err != nil {
 		return err
 	}
 	d.mu.Lock()

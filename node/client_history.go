@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -225,12 +226,9 @@ func (d *download) aboveCeiling(server peer.ID, err error) bool {
 		if d.dear == nil {
 			d.dear = e
 		}
-		for _, s := range r.AboveCeiling {
-			if s == server.String() {
-				return
-			}
+		if s := server.String(); !slices.Contains(r.AboveCeiling, s) {
+			r.AboveCeiling = append(r.AboveCeiling, s)
 		}
-		r.AboveCeiling = append(r.AboveCeiling, server.String())
 	})
 	return true
 }
@@ -239,7 +237,7 @@ func (d *download) aboveCeiling(server peer.ID, err error) bool {
 // needs failed, if servers were passed over for asking more than the
 // ceiling; nil otherwise. The error wraps pricing.ErrAboveCeiling and
 // pricing.ErrOverBudget: a download budget would pay them.
-func (d *download) priceFailure(found, k int) error {
+func (d *download) priceFailure(found int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.rep.AboveCeiling) == 0 {
@@ -247,7 +245,7 @@ func (d *download) priceFailure(found, k int) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "download refused: %d of the %d shares needed found on %d servers; %d servers ask more than the market's ceiling allows",
-		found, k, d.rep.Asked, len(d.rep.AboveCeiling))
+		found, d.capab.K, d.rep.Asked, len(d.rep.AboveCeiling))
 	if d.dear != nil {
 		fmt.Fprintf(&b, " (%v)", d.dear)
 	}

@@ -424,26 +424,39 @@ func (c *Client) deleteJournalIn(dir string, j *swapJournal) {
 func (c *Client) writeJournal(j *swapJournal) error { return c.writeJournalIn(clientSwapDir, j) }
 func (c *Client) deleteJournal(j *swapJournal)      { c.deleteJournalIn(clientSwapDir, j) }
 
-func (c *Client) readJournals() ([]*swapJournal, error) {
-	ents, err := os.ReadDir(filepath.Join(c.cfg.Dir, clientSwapDir))
+// journalFiles returns the paths of the entries of journal dir, in name
+// order; none if the directory does not exist.
+func (c *Client) journalFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(c.cfg.Dir, dir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var out []*swapJournal
+	var out []string
 	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
+		if strings.HasSuffix(e.Name(), ".json") {
+			out = append(out, filepath.Join(c.cfg.Dir, dir, e.Name()))
 		}
-		b, err := os.ReadFile(filepath.Join(c.cfg.Dir, clientSwapDir, e.Name()))
+	}
+	return out, nil
+}
+
+func (c *Client) readJournals() ([]*swapJournal, error) {
+	paths, err := c.journalFiles(clientSwapDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*swapJournal
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, err
 		}
 		j := new(swapJournal)
 		if err := json.Unmarshal(b, j); err != nil || len(j.RequestID) != protocol.RequestIDSize {
-			return nil, fmt.Errorf("client: swap journal %s does not parse", e.Name())
+			return nil, fmt.Errorf("client: swap journal %s does not parse", filepath.Base(path))
 		}
 		out = append(out, j)
 	}

@@ -298,24 +298,25 @@ func (c *Client) clearRecoupDraw() {
 	}
 }
 
+// hasRecoupable reports whether the wallet holds recoupable coins of a
+// keyset the mint reported revoked.
+func (c *Client) hasRecoupable(ctx context.Context) bool {
+	for _, id := range c.revokedKeysets() {
+		if rc, err := c.wallet.Recoupable(ctx, id); err == nil && len(rc) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // recoupIfRevoked runs a recoup when the mint has revoked a keyset of
 // which the wallet holds recoupable coins, a recoup is journalled, or
 // value may wait on the recoup code.
 func (c *Client) recoupIfRevoked(ctx context.Context) error {
-	need := false
-	if js, err := c.readRecoupJournals(); err != nil || len(js) > 0 {
-		need = true
-	}
-	if _, err := os.Stat(c.recoupDrawPath()); err == nil {
-		need = true
-	}
-	for _, id := range c.revokedKeysets() {
-		if rc, err := c.wallet.Recoupable(ctx, id); err == nil && len(rc) > 0 {
-			need = true
-		}
-	}
-	if !need {
-		return nil
+	js, jerr := c.readRecoupJournals()
+	_, derr := os.Stat(c.recoupDrawPath())
+	if jerr == nil && len(js) == 0 && derr != nil && !c.hasRecoupable(ctx) {
+		return nil // nothing journalled, nothing to draw, nothing to recoup
 	}
 	res, err := c.Recoup(ctx)
 	if res != nil && res.Coins > 0 {
@@ -349,17 +350,13 @@ func (c *Client) recoupAfterRefusal(ctx context.Context, server peer.ID) bool {
 			return false
 		}
 	}
-	revoked := c.revokedKeysets()
-	if len(revoked) == 0 {
+	if len(c.revokedKeysets()) == 0 {
 		return false // the mint revoked nothing: the server's word is wrong
 	}
-	for _, id := range revoked {
-		if rc, err := c.wallet.Recoupable(ctx, id); err == nil && len(rc) > 0 {
-			if _, err := c.Recoup(ctx); err != nil {
-				c.log.Info("recouping after a server refused coins of a revoked keyset", "server", server, "err", err)
-				return false
-			}
-			break
+	if c.hasRecoupable(ctx) {
+		if _, err := c.Recoup(ctx); err != nil {
+			c.log.Info("recouping after a server refused coins of a revoked keyset", "server", server, "err", err)
+			return false
 		}
 	}
 	// Recouped now, or by a concurrent call: the wallet's coins are of
@@ -377,22 +374,15 @@ func (c *Client) deleteRecoupJournal(j *swapJournal) { c.deleteJournalIn(clientR
 // does not parse is logged and left in place, and the others are
 // returned: one damaged file does not hold back the other recoups.
 func (c *Client) readRecoupJournals() ([]*swapJournal, error) {
-	dir := filepath.Join(c.cfg.Dir, clientRecoupDir)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	paths, err := c.journalFiles(clientRecoupDir)
 	if err != nil {
 		return nil, err
 	}
 	var out []*swapJournal
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		j, err := readRecoupJournal(filepath.Join(dir, e.Name()))
+	for _, path := range paths {
+		j, err := readRecoupJournal(path)
 		if err != nil {
-			c.log.Error("a recoup journal entry does not parse; its coins stay reserved", "file", e.Name(), "err", err)
+			c.log.Error("a recoup journal entry does not parse; its coins stay reserved", "file", filepath.Base(path), "err", err)
 			continue
 		}
 		out = append(out, j)

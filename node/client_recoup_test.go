@@ -60,7 +60,7 @@ func startClient(t *testing.T, cfg ClientConfig, servers int) *Client {
 func TestClientRecoup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m, admin, servers, cfg := recoupGrid(t)
+	_, admin, servers, cfg := recoupGrid(t)
 	c := startClient(t, cfg, len(servers))
 	voucher, err := admin.NewVoucher(ctx, "", 200_000)
 	require.NoError(t, err)
@@ -110,7 +110,6 @@ func TestClientRecoup(t *testing.T) {
 	_, err = c.Get(ctx, capability, &out)
 	require.NoError(t, err)
 	require.Equal(t, data, out.Bytes())
-	_ = m
 }
 
 // TestClientRecoupResume: a client node that sent a recoup and died

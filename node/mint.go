@@ -119,10 +119,9 @@ type Mint struct {
 // NewMint starts a mint as c says. It opens (or creates) the mint's store
 // (retiring its keysets if it was restored from a copy: see
 // mintstore.Open), loads its keysets and makes the first one if none
-// issues, starts the
-// libp2p host with the mint's identity key, which also signs the keysets,
-// serves the mint protocol on it, settles payouts left pending, and
-// starts the admin endpoint if c.AdminAddr is set.
+// issues, starts the libp2p host with the mint's identity key, which also
+// signs the keysets, serves the mint protocol on it, settles payouts left
+// pending, and starts the admin endpoint if c.AdminAddr is set.
 //
 // The payout key of voucher funding is derived from the identity key, so
 // a payout retried after a restart opens the same voucher.
@@ -197,7 +196,7 @@ func NewMint(ctx context.Context, c MintConfig) (_ *Mint, err error) {
 	m.service = protocol.NewMintService(m.host.ID(), m.keys.Keyring(), m.store, m.funding, protocol.WithMintClock(c.Clock))
 	m.registry = newRegistry()
 	metrics := newMintMetrics(m)
-	handler := metrics.calls.wrap(m.refuseRetired(m.service.Handle), mintOpNames, metrics.observe)
+	handler := metrics.calls.wrap(m.service.Handle, mintOpNames, metrics.observe)
 	m.host.SetStreamHandler(libp2pprotocol.ID(protocol.MintID),
 		protocol.NewStreamHandler(protocol.MintID, handler, protocol.WithBaseContext(m.ctx)))
 

@@ -12,13 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/scripnet/scrip/node/mintstore"
-	"github.com/scripnet/scrip/protocol"
-	"github.com/scripnet/scrip/protocol/pb"
 )
 
 // Backups and restores of a mint's store. mintstore.Open retires every
@@ -66,53 +60,6 @@ func (m *Mint) storeOpened() {
 		attrs = append(attrs, "backup_time", g.BackupTime.UTC().Format(time.RFC3339))
 	}
 	m.log.Warn("mint store restored from a copy: its keysets are retired from issuance (their coins stay good); a fresh keyset issues", attrs...)
-}
-
-// withdrawBeginField is the field number of MintRequest.withdraw_begin.
-var withdrawBeginField = (&pb.MintRequest{}).ProtoReflect().Descriptor().Fields().ByName("withdraw_begin").Number()
-
-// refuseRetired wraps the mint's handler: round one of issuance
-// (WithdrawBegin) for a keyset retired after a restore is refused with
-// EXPIRED_KEYSET, as the store refuses the new rows of round two and of
-// Swap outputs (mintstore.ErrKeysetRetired). Everything else passes.
-func (m *Mint) refuseRetired(h protocol.Handler) protocol.Handler {
-	return func(ctx context.Context, remote peer.ID, req *pb.Request) (*pb.Response, error) {
-		if id, ok := withdrawBeginKeyset(req.Body); ok && m.keys.Retired(id) {
-			return nil, mintstore.ErrKeysetRetired
-		}
-		return h(ctx, remote, req)
-	}
-}
-
-// withdrawBeginKeyset returns the keyset of a WithdrawBegin request body,
-// decoding the body only if it has a withdraw_begin field.
-func withdrawBeginKeyset(body []byte) ([32]byte, bool) {
-	found := false
-	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return [32]byte{}, false
-		}
-		b = b[n:]
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return [32]byte{}, false
-		}
-		b = b[n:]
-		found = found || num == withdrawBeginField
-	}
-	if !found {
-		return [32]byte{}, false
-	}
-	mr := new(pb.MintRequest)
-	if proto.Unmarshal(body, mr) != nil {
-		return [32]byte{}, false
-	}
-	wb := mr.GetWithdrawBegin()
-	if wb == nil || len(wb.KeysetId) != 32 {
-		return [32]byte{}, false
-	}
-	return [32]byte(wb.KeysetId), true
 }
 
 // Backup headers of GET /backup.

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,12 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/scripnet/scrip/coin"
 	"github.com/scripnet/scrip/node/mintstore"
 	"github.com/scripnet/scrip/protocol"
-	"github.com/scripnet/scrip/protocol/pb"
 )
 
 // Tests of a mint restored from a copy of its store (mintguard.go and
@@ -326,26 +323,4 @@ func TestMintRestoredFromPlainCopy(t *testing.T) {
 	ks2 := e.newest(mc)
 	require.NotEqual(t, ks1.ID(), ks2.ID())
 	e.withdraw(mc, ks2, voucher)
-}
-
-func TestWithdrawBeginKeyset(t *testing.T) {
-	id := [32]byte{9}
-	body := func(mr *pb.MintRequest) []byte {
-		b, err := proto.Marshal(mr)
-		require.NoError(t, err)
-		return b
-	}
-	got, ok := withdrawBeginKeyset(body(&pb.MintRequest{RequestId: make([]byte, 16),
-		Op: &pb.MintRequest_WithdrawBegin{WithdrawBegin: &pb.WithdrawBegin{KeysetId: id[:]}}}))
-	assert.True(t, ok)
-	assert.Equal(t, id, got)
-	for _, b := range [][]byte{
-		body(&pb.MintRequest{Op: &pb.MintRequest_WithdrawFinish{WithdrawFinish: &pb.WithdrawFinish{KeysetId: id[:]}}}),
-		body(&pb.MintRequest{Op: &pb.MintRequest_Swap{Swap: &pb.Swap{KeysetId: id[:]}}}),
-		body(&pb.MintRequest{Op: &pb.MintRequest_WithdrawBegin{WithdrawBegin: &pb.WithdrawBegin{KeysetId: id[:5]}}}),
-		nil, {0xff}, []byte(strings.Repeat("\x5a", 10)),
-	} {
-		_, ok := withdrawBeginKeyset(b)
-		assert.False(t, ok, "%x", b)
-	}
 }

@@ -183,8 +183,6 @@ func (s *Server) keysetMiss(ctx context.Context, id [32]byte) bool {
 			return false
 		}
 	}
-	s.keysets.mu.RLock()
-	defer s.keysets.mu.RUnlock()
-	_, ok := s.keysets.sets[id]
-	return ok
+	_, known := s.keysets.depositUntil(id) // every keyset seen has a deadline
+	return known
 }

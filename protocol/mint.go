@@ -76,6 +76,10 @@ var (
 	// ErrBadFunding (BAD_REQUEST) refuses a funding proof that is
 	// malformed: for vouchers, not a voucher code.
 	ErrBadFunding = &Error{Code: pb.Code_BAD_REQUEST, Message: "malformed voucher or funding proof"}
+	// ErrKeysetRetired (EXPIRED_KEYSET) refuses to issue from a keyset
+	// the mint retired after a restore of its store
+	// ([MintKeyring.Retire]): round one, and, from the store, new rows.
+	ErrKeysetRetired = &Error{Code: pb.Code_EXPIRED_KEYSET, Message: "keyset closed for issuance at this mint (retired after a restore)"}
 	// ErrInsufficientBalance (BAD_REQUEST) refuses a payout above the
 	// server's balance in its unit.
 	ErrInsufficientBalance = &Error{Code: pb.Code_BAD_REQUEST, Message: "payout above balance"}

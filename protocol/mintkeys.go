@@ -39,6 +39,7 @@ type MintKeyring struct {
 type keyringEntry struct {
 	secret  *coin.KeysetSecret
 	revoked bool
+	retired bool
 }
 
 var _ coin.Keysets = (*MintKeyring)(nil)
@@ -96,6 +97,29 @@ func (k *MintKeyring) Revoke(id [32]byte) error {
 	}
 	e.revoked = true
 	return nil
+}
+
+// Retire marks keyset id closed for issuance at this mint: round one
+// (WithdrawBegin) refuses it with [ErrKeysetRetired], while its coins stay
+// good and stored rows are still answered. A mint retires the keysets
+// that may have signed rows its store lost (a restore from a copy), and
+// its store refuses their new rows. It returns an error wrapping
+// [ErrNotFound] for a keyset the ring does not hold.
+func (k *MintKeyring) Retire(id [32]byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.sets[id]
+	if !ok {
+		return fmt.Errorf("%w: keyset %x", ErrNotFound, id[:8])
+	}
+	e.retired = true
+	return nil
+}
+
+// Retired reports whether keyset id is retired ([MintKeyring.Retire]).
+func (k *MintKeyring) Retired(id [32]byte) bool {
+	e, err := k.entry(id)
+	return err == nil && e.retired
 }
 
 // Remove drops keyset id, once its deposit window is over. Its coins are

@@ -151,22 +151,8 @@ func (m *MintService) recoup(ctx context.Context, remote peer.ID, op *pb.Recoup,
 		if err != nil {
 			return nil, err
 		}
-		if len(outs) != len(coins) {
-			return nil, fmt.Errorf("protocol: mint store returned %d outcomes for %d coins", len(outs), len(coins))
-		}
-		for j, i := range idx {
-			r := &pb.DepositResult{Status: outs[j].Status}
-			switch outs[j].Status {
-			case pb.DepositStatus_DEPOSIT_CREDITED, pb.DepositStatus_DEPOSIT_ALREADY_CREDITED, pb.DepositStatus_DEPOSIT_INVALID:
-			case pb.DepositStatus_DEPOSIT_DOUBLE_SPENT:
-				if outs[j].Conflict == nil {
-					return nil, fmt.Errorf("protocol: mint store returned a double spend without evidence")
-				}
-				r.Conflict = mintEvidence(outs[j].Conflict)
-			default:
-				return nil, fmt.Errorf("protocol: mint store returned recoup status %v", outs[j].Status)
-			}
-			results[i] = r
+		if err := mintStoreOutcomes(results, idx, outs, true); err != nil {
+			return nil, err
 		}
 	}
 	return &pb.RecoupResponse{Results: results}, nil

@@ -220,6 +220,11 @@ func (m *MintService) withdrawBegin(op *pb.WithdrawBegin) (*pb.WithdrawBeginResp
 	if err != nil {
 		return nil, err
 	}
+	if m.keys.Retired(sec.Keyset().ID()) {
+		// Round two and Swap outputs may still replay stored rows of
+		// a retired keyset; the store refuses new ones.
+		return nil, ErrKeysetRetired
+	}
 	if n := len(op.Coins); n == 0 || n > MaxWithdrawCoins {
 		return nil, mintBad("%d coins, want 1 to %d", n, MaxWithdrawCoins)
 	}
@@ -630,25 +635,38 @@ func (m *MintService) deposit(ctx context.Context, server peer.ID, op *pb.Deposi
 		if err != nil {
 			return nil, err
 		}
-		if len(outs) != len(records) {
-			return nil, fmt.Errorf("protocol: mint store returned %d outcomes for %d coins", len(outs), len(records))
-		}
-		for j, i := range idx {
-			r := &pb.DepositResult{Status: outs[j].Status}
-			switch outs[j].Status {
-			case pb.DepositStatus_DEPOSIT_CREDITED, pb.DepositStatus_DEPOSIT_ALREADY_CREDITED:
-			case pb.DepositStatus_DEPOSIT_DOUBLE_SPENT:
-				if outs[j].Conflict == nil {
-					return nil, fmt.Errorf("protocol: mint store returned a double spend without evidence")
-				}
-				r.Conflict = mintEvidence(outs[j].Conflict)
-			default:
-				return nil, fmt.Errorf("protocol: mint store returned deposit status %v", outs[j].Status)
-			}
-			results[i] = r
+		if err := mintStoreOutcomes(results, idx, outs, false); err != nil {
+			return nil, err
 		}
 	}
 	return &pb.DepositResponse{Results: results}, nil
+}
+
+// mintStoreOutcomes puts the store's outcomes outs, one per coin it was
+// given, at positions idx of results, with the evidence of double spends.
+// It fails on an outcome a store must not return: a count that differs, a
+// double spend without evidence, or another status than credited, already
+// credited, double spent, or (if invalid is set: Recoup) invalid.
+func mintStoreOutcomes(results []*pb.DepositResult, idx []int, outs []DepositOutcome, invalid bool) error {
+	if len(outs) != len(idx) {
+		return fmt.Errorf("protocol: mint store returned %d outcomes for %d coins", len(outs), len(idx))
+	}
+	for j, i := range idx {
+		r := &pb.DepositResult{Status: outs[j].Status}
+		switch st := outs[j].Status; {
+		case st == pb.DepositStatus_DEPOSIT_CREDITED, st == pb.DepositStatus_DEPOSIT_ALREADY_CREDITED:
+		case st == pb.DepositStatus_DEPOSIT_INVALID && invalid:
+		case st == pb.DepositStatus_DEPOSIT_DOUBLE_SPENT:
+			if outs[j].Conflict == nil {
+				return fmt.Errorf("protocol: mint store returned a double spend without evidence")
+			}
+			r.Conflict = mintEvidence(outs[j].Conflict)
+		default:
+			return fmt.Errorf("protocol: mint store returned status %v", st)
+		}
+		results[i] = r
+	}
+	return nil
 }
 
 func (m *MintService) balance(ctx context.Context, server peer.ID) (*pb.BalanceResponse, error) {

@@ -117,7 +117,7 @@ func runMintBackup(ctx context.Context, args []string) error {
 	if *out == "" {
 		return fmt.Errorf("%w: --out FILE is required", errUsage)
 	}
-	if backupIsStore(*out, filepath.Join(*dir, node.MintStoreFile)) {
+	if mintstore.SamePath(*out, filepath.Join(*dir, node.MintStoreFile)) {
 		return fmt.Errorf("--out %s is the mint's store itself: write the backup elsewhere", *out)
 	}
 	info, err := node.ReadAdminInfo(*dir)
@@ -208,16 +208,4 @@ func backupFromAdmin(ctx context.Context, c *node.AdminClient, out string) (int6
 	}
 	ok = true
 	return n, nil
-}
-
-// backupIsStore reports whether paths a and b name one file, or would.
-func backupIsStore(a, b string) bool {
-	fa, errA := os.Stat(a)
-	fb, errB := os.Stat(b)
-	if errA == nil && errB == nil {
-		return os.SameFile(fa, fb)
-	}
-	aa, errA := filepath.Abs(a)
-	ab, errB := filepath.Abs(b)
-	return errA == nil && errB == nil && aa == ab
 }

@@ -41,11 +41,9 @@ func Decode(c *Capability, shares [][]byte) ([]byte, []BadShare, error) {
 // discarded. The shares are held in memory; [Decoder] decodes from
 // blocks read as they are needed.
 func DecodeTo(w io.Writer, c *Capability, shares [][]byte) ([]BadShare, error) {
-	if err := checkParams(c.K, c.N); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCapability, err)
-	}
-	if c.Size > MaxFileSize {
-		return nil, fmt.Errorf("%w: size", ErrCapability)
+	d, err := NewDecoder(c) // checks the capability's parameters and size
+	if err != nil {
+		return nil, err
 	}
 	var bad []BadShare
 	good := make([]*Share, c.N)
@@ -71,10 +69,6 @@ func DecodeTo(w io.Writer, c *Capability, shares [][]byte) ([]BadShare, error) {
 		if good[j] != nil {
 			use = append(use, j)
 		}
-	}
-	d, err := NewDecoder(c)
-	if err != nil {
-		return bad, err
 	}
 	blocks := make([][]byte, c.N)
 	off := 0

@@ -71,24 +71,32 @@ func segmentNonce(i uint64, last bool) []byte {
 
 // coder holds the per-file state shared by encoding and decoding.
 type coder struct {
-	k, n int
 	aead cipher.AEAD
 	rs   reedsolomon.Encoder
 }
 
 func newCoder(key *[KeySize]byte, k, n int) (*coder, error) {
-	if err := checkParams(k, n); err != nil {
+	rs, err := newRS(k, n)
+	if err != nil {
 		return nil, err
 	}
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		return nil, err
 	}
+	return &coder{aead: aead, rs: rs}, nil
+}
+
+// newRS checks the parameters and returns the erasure code of k of n.
+func newRS(k, n int) (reedsolomon.Encoder, error) {
+	if err := checkParams(k, n); err != nil {
+		return nil, err
+	}
 	rs, err := reedsolomon.New(k, n-k)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrParams, err)
 	}
-	return &coder{k: k, n: n, aead: aead, rs: rs}, nil
+	return rs, nil
 }
 
 func encode(r io.Reader, k, n int, key [KeySize]byte) (*Capability, [][]byte, error) {

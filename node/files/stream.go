@@ -77,12 +77,9 @@ type Coder struct {
 
 // NewCoder returns a Coder for k of n shares; see [Encode] for the limits.
 func NewCoder(k, n int) (*Coder, error) {
-	if err := checkParams(k, n); err != nil {
-		return nil, err
-	}
-	rs, err := reedsolomon.New(k, n-k)
+	rs, err := newRS(k, n)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrParams, err)
+		return nil, err
 	}
 	return newBlockCoder(k, n, rs), nil
 }

@@ -219,8 +219,10 @@ func ReadBackupInfo(path string) (BackupInfo, error) {
 // everything the store writes after it.
 var ErrBackupOverStore = errors.New("mintstore: backup destination is the database itself")
 
-// sameFile reports whether paths a and b name one file, or would.
-func sameFile(a, b string) bool {
+// SamePath reports whether paths a and b name one file, or would: the
+// same file if both exist, else the same absolute path. A backup must not
+// be written to the path of its store.
+func SamePath(a, b string) bool {
 	fa, errA := os.Stat(a)
 	fb, errB := os.Stat(b)
 	if errA == nil && errB == nil {
@@ -233,7 +235,7 @@ func sameFile(a, b string) bool {
 
 // writeBackup copies db to out, with a backup marker for time now.
 func writeBackup(db *bolt.DB, out string, now time.Time) (_ BackupInfo, err error) {
-	if sameFile(db.Path(), out) {
+	if SamePath(db.Path(), out) {
 		return BackupInfo{}, ErrBackupOverStore
 	}
 	dir := filepath.Dir(out)

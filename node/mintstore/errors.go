@@ -27,7 +27,7 @@ var (
 	// keyset may have answered, after the copy was taken, nonces whose
 	// rows the copy lacks, so it answers no nonce afresh. Rows it has
 	// stored are still answered, and its coins stay good.
-	ErrKeysetRetired = &protocol.Error{Code: pb.Code_EXPIRED_KEYSET, Message: "keyset closed for issuance at this mint (retired after a restore)"}
+	ErrKeysetRetired = protocol.ErrKeysetRetired
 
 	// ErrDepositClosed (EXPIRED_KEYSET) refuses to spend a coin of a
 	// keyset whose spent-set entries [Store.Prune] has begun to delete: a

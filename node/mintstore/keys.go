@@ -87,9 +87,6 @@ type Keys struct {
 	ring     *protocol.MintKeyring
 	rand     io.Reader
 	now      func() time.Time
-	// retired holds the keysets retired after a restore ([Open]), which
-	// issue no more. Set by OpenKeys and never changed after.
-	retired map[[32]byte]bool
 
 	mu sync.Mutex // one admin change at a time, so store and ring agree
 }
@@ -132,7 +129,7 @@ func OpenKeys(ctx context.Context, s *Store, identity ed25519.PrivateKey, opts .
 	}
 	var recs []keysetRecord
 	revoked := make(map[[32]byte]bool)
-	k.retired = make(map[[32]byte]bool)
+	retired := make(map[[32]byte]bool)
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketRevoked).ForEach(func(id, _ []byte) error {
 			revoked[[32]byte(id)] = true
@@ -142,7 +139,7 @@ func OpenKeys(ctx context.Context, s *Store, identity ed25519.PrivateKey, opts .
 		}
 		if err := tx.Bucket(bucketClosed).ForEach(func(id, v []byte) error {
 			if len(id) == 32 && len(v) == 1 && v[0]&closedRetired != 0 {
-				k.retired[[32]byte(id)] = true
+				retired[[32]byte(id)] = true
 			}
 			return nil
 		}); err != nil {
@@ -177,6 +174,11 @@ func OpenKeys(ctx context.Context, s *Store, identity ed25519.PrivateKey, opts .
 				return nil, err
 			}
 		}
+		if retired[r.id] {
+			if err := k.ring.Retire(r.id); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return k, nil
 }
@@ -199,15 +201,16 @@ func (r *keysetRecord) matches(ks *coin.Keyset) error {
 // store ([Open]): it issues no more at this mint (the store refuses its
 // new rows with [ErrKeysetRetired]), and its coins stay good. The
 // keyring still holds it, unrevoked, for spending, deposit and Restore;
-// a mint refuses to start issuance (round one) for it too.
-func (k *Keys) Retired(id [32]byte) bool { return k.retired[id] }
+// the keyring refuses to start issuance (round one) for it too
+// ([protocol.MintKeyring.Retire]).
+func (k *Keys) Retired(id [32]byte) bool { return k.ring.Retired(id) }
 
 // RetiredKeysets returns the keysets retired after a restore that the
 // keyring holds, ordered as [Keys.Keysets].
 func (k *Keys) RetiredKeysets() [][32]byte {
 	var out [][32]byte
 	for _, p := range k.ring.Keysets() {
-		if id := p.Keyset.ID(); k.retired[id] {
+		if id := p.Keyset.ID(); k.ring.Retired(id) {
 			out = append(out, id)
 		}
 	}
@@ -296,7 +299,7 @@ func (k *Keys) Rotate(ctx context.Context, p KeyPolicy) (*coin.Keyset, error) {
 		if ks.Unit != p.Unit {
 			continue
 		}
-		if k.retired[ks.ID()] {
+		if k.ring.Retired(ks.ID()) {
 			if after := time.Unix(ks.NotBefore+1, 0); after.After(nb) {
 				nb = after
 			}

@@ -412,7 +412,7 @@ func ParseHistory(b []byte) (*History, error) {
 		return bad("checksum does not match: damaged")
 	}
 	r := historyReader{b: body[historyHeader:]}
-	h := &History{Unit: string(r.bytes(int(r.u8())))}
+	h := &History{Unit: r.str(int(r.u8()))}
 	switch r.u8() {
 	case 0:
 	case 1:
@@ -430,7 +430,7 @@ func ParseHistory(b []byte) (*History, error) {
 	}
 	for i := range h.Servers {
 		s := &h.Servers[i]
-		s.ID = peer.ID(r.bytes(int(r.u8())))
+		s.ID = peer.ID(r.str(int(r.u8())))
 		switch r.u8() {
 		case 0:
 		case 1:
@@ -452,7 +452,7 @@ func ParseHistory(b []byte) (*History, error) {
 	}
 	for i := range h.Scores {
 		s := &h.Scores[i]
-		s.ID = peer.ID(r.bytes(int(r.u8())))
+		s.ID = peer.ID(r.str(int(r.u8())))
 		s.Score = r.f64()
 		s.At = r.time()
 	}
@@ -506,8 +506,8 @@ func (r *historyReader) f64() float64 { return math.Float64frombits(r.u64()) }
 
 func (r *historyReader) time() time.Time { return time.UnixMilli(int64(r.u64())).UTC() }
 
-// bytes returns a copy of the next n bytes.
-func (r *historyReader) bytes(n int) []byte { return bytes.Clone(r.take(n)) }
+// str returns the next n bytes as a string (a copy).
+func (r *historyReader) str(n int) string { return string(r.take(n)) }
 
 // count reads a list's length, which must be at most max and leave room
 // for that many entries of at least min bytes each.
