@@ -224,8 +224,10 @@ type Client struct {
 	order   []peer.ID // as announced
 	revoked map[[32]byte]bool
 	// refusedAt is when a server's REVOKED_KEYSET last made the client
-	// read the mint's keysets (recoupAfterRefusal).
+	// read the mint's keysets, and refusing is closed when that reading
+	// ends (recoupAfterRefusal).
 	refusedAt time.Time
+	refusing  chan struct{}
 	mintAddrs []ma.Multiaddr // as last announced
 	changed   chan struct{}  // closed and replaced when a server's state changes
 	closed    bool

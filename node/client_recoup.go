@@ -333,21 +333,36 @@ const refusalEvery = 10 * time.Second
 
 // recoupAfterRefusal is the answer to a server that refused the client's
 // coins as REVOKED_KEYSET: it reads the mint's keysets (at most once per
-// refusalEvery) and, if the wallet holds coins of a keyset the mint has
-// revoked, recoups them. It reports whether the call is worth paying
+// refusalEvery; calls refused during a reading wait for it) and, if the
+// wallet holds coins of a keyset the mint has revoked, recoups them. It reports whether the call is worth paying
 // again: the mint has revoked a keyset, and the wallet's coins of it are
 // recouped.
 func (c *Client) recoupAfterRefusal(ctx context.Context, server peer.ID) bool {
+	// One reading at a time; calls refused meanwhile wait for it.
 	c.mu.Lock()
-	recent := time.Since(c.refusedAt) < refusalEvery
-	if !recent {
+	wait := c.refusing
+	if wait == nil && time.Since(c.refusedAt) >= refusalEvery {
 		c.refusedAt = time.Now()
-	}
-	c.mu.Unlock()
-	if !recent {
-		if err := c.loadKeysets(ctx); err != nil {
+		mine := make(chan struct{})
+		c.refusing = mine
+		c.mu.Unlock()
+		err := c.loadKeysets(ctx)
+		c.mu.Lock()
+		c.refusing = nil
+		c.mu.Unlock()
+		close(mine)
+		if err != nil {
 			c.log.Info("reading the mint's keysets after a server refused coins of a revoked keyset", "server", server, "err", err)
 			return false
+		}
+	} else {
+		c.mu.Unlock()
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return false
+			}
 		}
 	}
 	if len(c.revokedKeysets()) == 0 {
